@@ -1,0 +1,155 @@
+"""Where every number of a network lives in its flat arrays.
+
+A model keeps all parameters in one flat array (and all running statistics in another); the public
+``params`` / ``buffers`` dicts hold views into them. This module builds the integer/float tables the
+whole-network kernels read (see ``fastmlp.kernels.cpu.network``) and the workspace layout for a batch
+size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernels.cpu import network as net
+from .kernels.cpu.activations import ACTIVATION_CODES
+
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One named array inside a flat buffer."""
+    key: str
+    offset: int
+    shape: tuple
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape))
+
+
+@dataclass(frozen=True)
+class NetworkLayout:
+    layer_int: np.ndarray      # (L, N_LAYER_INT) int64
+    layer_float: np.ndarray    # (L, N_LAYER_FLOAT) float64
+    param_slots: tuple         # Slot per parameter, in the order "0.W", "0.b", "0.gamma", …
+    buffer_slots: tuple        # Slot per running statistic
+    n_params: int
+    n_buffers: int
+
+
+def build_layout(input_dim, layers):
+    """Tables and slots for ``layers`` (a list of :class:`fastmlp.Dense`) fed ``input_dim`` features."""
+    n_layers = len(layers)
+    layer_int = np.zeros((n_layers, net.N_LAYER_INT), dtype=np.int64)
+    layer_float = np.zeros((n_layers, net.N_LAYER_FLOAT), dtype=np.float64)
+    params, buffers = [], []
+    p_off = r_off = 0
+    fan_in = input_dim
+    for l, layer in enumerate(layers):
+        width = layer.width
+        row = layer_int[l]
+        row[net.L_IN] = fan_in
+        row[net.L_UNITS] = layer.units
+        row[net.L_ACT] = ACTIVATION_CODES[layer.activation]
+        row[net.L_PIECES] = layer.pieces
+        row[net.L_BN] = int(layer.batchnorm)
+        row[net.L_DROPOUT] = int(layer.dropout > 0.0)
+        layer_float[l, net.F_ALPHA] = layer.alpha
+        layer_float[l, net.F_DROP_P] = layer.dropout
+        layer_float[l, net.F_BN_EPS] = BN_EPS
+        layer_float[l, net.F_BN_MOMENTUM] = BN_MOMENTUM
+        row[net.L_W] = p_off
+        params.append(Slot(f"{l}.W", p_off, (fan_in, width)))
+        p_off += fan_in * width
+        row[net.L_B] = p_off
+        params.append(Slot(f"{l}.b", p_off, (width,)))
+        p_off += width
+        if layer.batchnorm:
+            row[net.L_GAMMA] = p_off
+            params.append(Slot(f"{l}.gamma", p_off, (width,)))
+            p_off += width
+            row[net.L_BETA] = p_off
+            params.append(Slot(f"{l}.beta", p_off, (width,)))
+            p_off += width
+            row[net.L_RMEAN] = r_off
+            buffers.append(Slot(f"{l}.running_mean", r_off, (width,)))
+            r_off += width
+            row[net.L_RVAR] = r_off
+            buffers.append(Slot(f"{l}.running_var", r_off, (width,)))
+            r_off += width
+        fan_in = layer.units
+    return NetworkLayout(layer_int, layer_float, tuple(params), tuple(buffers), p_off, r_off)
+
+
+def workspace_layout(layer_int, batch_size):
+    """(ws_off (L, N_WS) int64, total size) of the workspace for ``batch_size`` rows."""
+    ws_off = np.zeros((layer_int.shape[0], net.N_WS), dtype=np.int64)
+    off = 0
+    for l in range(layer_int.shape[0]):
+        units = int(layer_int[l, net.L_UNITS])
+        width = units * int(layer_int[l, net.L_PIECES])
+        sizes = {
+            net.W_PRE: batch_size * width,
+            net.W_XHAT: batch_size * width if layer_int[l, net.L_BN] else 0,
+            net.W_ACT: batch_size * units,
+            net.W_OUT: batch_size * units if layer_int[l, net.L_DROPOUT] else 0,
+            net.W_MASK: batch_size * units if layer_int[l, net.L_DROPOUT] else 0,
+            net.W_DOUT: batch_size * units,
+            net.W_DPRE: batch_size * width,
+            net.W_MEAN: width if layer_int[l, net.L_BN] else 0,
+            net.W_INVSTD: width if layer_int[l, net.L_BN] else 0,
+        }
+        for column in range(net.N_WS):
+            ws_off[l, column] = off
+            off += sizes[column]
+    return ws_off, off
+
+
+class ArrayViews(dict):
+    """An ordered dict of views into a flat array. Assigning to an existing key copies the value
+    into the view (shape must match), so ``model.params["0.W"] = W`` changes the model; keys cannot
+    be added or removed."""
+
+    def __setitem__(self, key, value):
+        if key not in self:
+            raise KeyError(f"unknown key {key!r}; known keys: {', '.join(self)}")
+        target = dict.__getitem__(self, key)
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise ValueError(f"{key} must have shape {target.shape}; got {value.shape}")
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"{key} must be a real numeric array; got dtype {value.dtype}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{key} contains NaN or inf")
+        target[...] = value
+
+    def update(self, other=(), **kwargs):
+        for key, value in dict(other, **kwargs).items():
+            self[key] = value
+
+    def _frozen(self, *args, **kwargs):
+        raise TypeError("keys of a model's params/buffers cannot be added or removed")
+
+    __delitem__ = pop = popitem = clear = setdefault = _frozen
+
+    def copy(self):
+        """A plain dict of copies (a snapshot, detached from the model)."""
+        return {key: value.copy() for key, value in self.items()}
+
+    def __deepcopy__(self, memo):
+        return self.copy()
+
+    def __reduce__(self):
+        return (dict, (self.copy(),))
+
+
+def views(flat, slots, cls=dict):
+    """Mapping key → view of ``flat`` for each slot (``cls`` dict or :class:`ArrayViews`)."""
+    out = cls()
+    for slot in slots:
+        dict.__setitem__(out, slot.key, flat[slot.offset:slot.offset + slot.size].reshape(slot.shape))
+    return out

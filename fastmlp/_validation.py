@@ -1,0 +1,76 @@
+"""Host-side checks of user input, done once before any kernel touches memory."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def resolve_dtype(dtype):
+    """'float32' / 'float64' (or the NumPy types) → np.dtype; anything else is a ValueError."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.name not in DTYPES or isinstance(dtype, bool):
+        raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+    return resolved
+
+
+def as_numeric_array(value, name):
+    """np.asarray(value) for real numeric data; TypeError for objects, strings, complex, sparse."""
+    if hasattr(value, "tocsr") and hasattr(value, "nnz"):
+        raise TypeError(f"{name} must be a dense array; got a sparse matrix (use .toarray())")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers (bool, int or float); got dtype {arr.dtype}")
+    return arr
+
+
+def check_finite(arr, name):
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def check_features(X, n_features, dtype, name="X"):
+    """X as a C-contiguous (n, n_features) array of ``dtype``; ValueError/TypeError otherwise."""
+    arr = as_numeric_array(X, name)
+    if arr.ndim != 2:
+        hint = " (reshape a single feature with X.reshape(-1, 1))" if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got shape {arr.shape}{hint}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} has zero samples; at least one is required")
+    if arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features but the model expects {n_features} "
+                         f"(input_dim)")
+    check_finite(arr, name)
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    check_finite(out, name)  # float64 values beyond float32's range become inf
+    return out
+
+
+def check_int(value, name, minimum=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def check_real(value, name, minimum=None, maximum=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite; got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}; got {value}")
+    return value

@@ -1,0 +1,337 @@
+"""The multilayer perceptron: parameters, forward pass, loss and gradients, prediction, saving."""
+
+from __future__ import annotations
+
+import numbers
+from collections import OrderedDict
+
+import numpy as np
+
+from . import __version__
+from ._layout import ArrayViews, build_layout, views, workspace_layout
+from ._validation import check_features, check_int, check_real, resolve_dtype
+from .initializers import INITIALIZERS, INITS
+from .io import atomic_save_npz, load_npz, FileFormatError
+from .kernels.cpu import network as net
+from .layers import RELU_FAMILY, Dense
+from .losses import CLASSIFICATION_LOSSES, LABEL_LOSSES, check_loss_name, prepare_targets
+
+DEVICES = ("cpu", "cuda")
+# evaluation-mode passes run over at most this many rows at a time to bound the workspace
+EVAL_CHUNK_ROWS = 8192
+_MAX_CACHED_WORKSPACES = 4
+_NO_LABELS = np.zeros(0, dtype=np.int64)
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _sigmoid(z):
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    e = np.exp(z[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+class MLP:
+    """A multilayer perceptron.
+
+    Parameters
+    ----------
+    input_dim : int
+        Number of input features.
+    layers : list of Dense
+        The layers, first to last; the last layer's outputs are the logits / predictions.
+    loss : str
+        ``cross_entropy`` (softmax + log-likelihood), ``binary_cross_entropy`` (sigmoid per output),
+        ``mse`` or ``hinge`` (multiclass SVM). See :mod:`fastmlp.losses` for accepted targets.
+    dtype : str
+        ``float32`` or ``float64`` for parameters and computation.
+    device : str
+        ``cpu``. (``cuda`` is reserved for the GPU back end.)
+    init : str
+        ``auto`` (he for relu, leaky_relu, elu, gelu, maxout; xavier otherwise), ``he`` or ``xavier``.
+    seed : int or None
+        Seeds the initial weights and the dropout masks; the same seed gives the same model and the
+        same masks on every run. None draws a fresh seed (kept in ``model.seed``).
+
+    Attributes
+    ----------
+    params : dict[str, ndarray]
+        ``"0.W"`` (in, out), ``"0.b"`` (out,), ``"0.gamma"``, ``"0.beta"`` (batchnorm layers),
+        ``"1.W"``, … — views into the model's storage: modify them in place, or assign
+        ``model.params[key] = array`` (copied in).
+    buffers : dict[str, ndarray]
+        ``"0.running_mean"``, ``"0.running_var"``, … of the batchnorm layers.
+
+    A model is not safe to use from several threads at once (it reuses workspaces).
+    """
+
+    FILE_FORMAT = "fastmlp.model"
+    FORMAT_VERSION = 1
+
+    def __init__(self, input_dim, layers, loss="cross_entropy", dtype="float32", device="cpu",
+                 init="auto", seed=0):
+        self.input_dim = check_int(input_dim, "input_dim", minimum=1)
+        if isinstance(layers, Dense) or not isinstance(layers, (list, tuple)):
+            raise TypeError("layers must be a list of fastmlp.Dense")
+        if not layers:
+            raise ValueError("layers must contain at least one Dense layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Dense):
+                raise TypeError(f"layers[{i}] must be a fastmlp.Dense; got {type(layer).__name__}")
+        self.layers = [Dense.from_config(layer.get_config()) for layer in layers]
+        self.loss = check_loss_name(loss)
+        self.dtype = resolve_dtype(dtype)
+        if not isinstance(device, str) or device not in DEVICES:
+            raise ValueError(f"device must be 'cpu' or 'cuda'; got {device!r}")
+        if device == "cuda":
+            raise ValueError("device='cuda' is not available in this version of fastmlp; "
+                             "use device='cpu'")
+        self.device = device
+        if not isinstance(init, str) or init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
+        self.init = init
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2 ** 63))
+        self.seed = check_int(seed, "seed", minimum=0)
+        self.n_outputs = self.layers[-1].units
+        if self.loss in LABEL_LOSSES and self.n_outputs < 2:
+            raise ValueError(f"loss {self.loss!r} needs a last layer with at least 2 units (one per "
+                             f"class); got {self.n_outputs}")
+        self._layout = build_layout(self.input_dim, self.layers)
+        self._params = np.zeros(self._layout.n_params, dtype=self.dtype)
+        self._buffers = np.zeros(self._layout.n_buffers, dtype=self.dtype)
+        self._params_view = views(self._params, self._layout.param_slots, ArrayViews)
+        self._buffers_view = views(self._buffers, self._layout.buffer_slots, ArrayViews)
+        self._workspaces = OrderedDict()
+        self.dropout_step = 0
+        self._initialize()
+
+    # ----------------------------------------------------------------- construction
+    def _initialize(self):
+        rng = np.random.default_rng(self.seed)
+        fan_in = self.input_dim
+        for l, layer in enumerate(self.layers):
+            scheme = self.init
+            if scheme == "auto":
+                scheme = "he" if layer.activation in RELU_FAMILY else "xavier"
+            self.params[f"{l}.W"][...] = INITIALIZERS[scheme](rng, fan_in, layer.width)
+            if layer.batchnorm:
+                self.params[f"{l}.gamma"][...] = 1.0
+                self.buffers[f"{l}.running_var"][...] = 1.0
+            fan_in = layer.units
+
+    def get_config(self):
+        """JSON-able constructor arguments (``MLP(**config)`` rebuilds the architecture)."""
+        return {"input_dim": self.input_dim, "layers": [layer.get_config() for layer in self.layers],
+                "loss": self.loss, "dtype": self.dtype.name, "device": self.device,
+                "init": self.init, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["layers"] = [Dense.from_config(c) for c in config["layers"]]
+        return cls(**config)
+
+    def __repr__(self):
+        layers = ", ".join(repr(layer) for layer in self.layers)
+        return (f"MLP(input_dim={self.input_dim}, layers=[{layers}], loss={self.loss!r}, "
+                f"dtype={self.dtype.name!r})")
+
+    @property
+    def params(self):
+        return self._params_view
+
+    @property
+    def buffers(self):
+        return self._buffers_view
+
+    @property
+    def n_params(self):
+        """Total number of trainable numbers."""
+        return self._layout.n_params
+
+    @property
+    def is_classifier(self):
+        return self.loss in CLASSIFICATION_LOSSES
+
+    # ----------------------------------------------------------------- kernel plumbing
+    def _workspace(self, batch_size):
+        """(ws_off, ws) for ``batch_size`` rows, allocated once and reused (a few sizes kept)."""
+        entry = self._workspaces.get(batch_size)
+        if entry is None:
+            ws_off, size = workspace_layout(self._layout.layer_int, batch_size)
+            entry = (ws_off, np.zeros(size, dtype=self.dtype))
+            self._workspaces[batch_size] = entry
+            while len(self._workspaces) > _MAX_CACHED_WORKSPACES:
+                self._workspaces.popitem(last=False)
+        else:
+            self._workspaces.move_to_end(batch_size)
+        return entry
+
+    def _check_training_batch(self, n):
+        if n < 2 and any(layer.batchnorm for layer in self.layers):
+            raise ValueError("batchnorm in training mode needs at least 2 samples per batch "
+                             "(the running variance uses B/(B-1))")
+
+    def _next_dropout_step(self, dropout_step):
+        if dropout_step is None:
+            step = self.dropout_step
+            self.dropout_step += 1
+            return step
+        return check_int(dropout_step, "dropout_step", minimum=0)
+
+    def _forward_rows(self, X, training, update_stats, step):
+        ws_off, ws = self._workspace(X.shape[0])
+        lay = self._layout
+        return net.network_forward(X, self._params, self._buffers, lay.layer_int, lay.layer_float,
+                                   ws_off, ws, training, update_stats, self.seed, step)
+
+    # ----------------------------------------------------------------- public computation
+    def forward(self, X, training=False, dropout_step=None):
+        """Raw outputs (logits) of the last layer, shape (n, n_outputs).
+
+        ``training=True`` uses batch statistics (and updates the running statistics) and dropout,
+        like a training step; ``dropout_step`` replays the masks of that step.
+        """
+        X = check_features(X, self.input_dim, self.dtype)
+        if training:
+            self._check_training_batch(X.shape[0])
+            step = self._next_dropout_step(dropout_step)
+            return self._forward_rows(X, True, True, step).copy()
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        for start in range(0, X.shape[0], EVAL_CHUNK_ROWS):
+            rows = X[start:start + EVAL_CHUNK_ROWS]
+            out[start:start + rows.shape[0]] = self._forward_rows(rows, False, False, 0)
+        return out
+
+    def _prepare(self, X, y, l1, l2):
+        X = check_features(X, self.input_dim, self.dtype)
+        labels, targets, code = prepare_targets(self.loss, y, X.shape[0], self.n_outputs,
+                                                self.dtype)
+        l1 = check_real(l1, "l1", minimum=0.0)
+        l2 = check_real(l2, "l2", minimum=0.0)
+        return X, labels, targets, code, l1, l2
+
+    def loss_and_grad(self, X, y, training=True, l1=0.0, l2=0.0, dropout_step=None):
+        """(mean loss + penalty, gradients) for one batch, in one compiled call.
+
+        The penalty is l1·Σ|W| + l2·ΣW² over weight matrices. Gradients are a dict shaped like
+        ``params`` (fresh arrays). In training mode the batchnorm running statistics are updated
+        and a new dropout mask is drawn unless ``dropout_step`` names the step to replay.
+        """
+        X, labels, targets, code, l1, l2 = self._prepare(X, y, l1, l2)
+        step = 0
+        if training:
+            self._check_training_batch(X.shape[0])
+            step = self._next_dropout_step(dropout_step)
+        grads = np.empty_like(self._params)
+        ws_off, ws = self._workspace(X.shape[0])
+        lay = self._layout
+        loss = net.network_loss_and_grad(X, labels, targets, code, self._params, grads,
+                                         self._buffers, lay.layer_int, lay.layer_float, ws_off, ws,
+                                         bool(training), bool(training), self.seed, step, l1, l2)
+        return float(loss), views(grads, lay.param_slots)
+
+    def loss_value(self, X, y, training=False, l1=0.0, l2=0.0, dropout_step=None):
+        """Mean loss + penalty without gradients (evaluation mode by default)."""
+        X, labels, targets, code, l1, l2 = self._prepare(X, y, l1, l2)
+        lay = self._layout
+        if training:
+            self._check_training_batch(X.shape[0])
+            step = self._next_dropout_step(dropout_step)
+            ws_off, ws = self._workspace(X.shape[0])
+            return float(net.network_loss(X, labels, targets, code, self._params, self._buffers,
+                                          lay.layer_int, lay.layer_float, ws_off, ws, True, True,
+                                          self.seed, step, l1, l2))
+        total = 0.0
+        n = X.shape[0]
+        for start in range(0, n, EVAL_CHUNK_ROWS):
+            stop = min(start + EVAL_CHUNK_ROWS, n)
+            ws_off, ws = self._workspace(stop - start)
+            chunk_labels = labels[start:stop] if labels.size else labels
+            chunk_targets = targets[start:stop] if targets.size else targets
+            part = net.network_loss(X[start:stop], chunk_labels, chunk_targets, code,
+                                    self._params, self._buffers, lay.layer_int, lay.layer_float,
+                                    ws_off, ws, False, False, self.seed, 0, 0.0, 0.0)
+            total += part * (stop - start)
+        return total / n + float(net.network_penalty(self._params, lay.layer_int, l1, l2))
+
+    def predict_proba(self, X):
+        """Class probabilities: softmax rows (cross_entropy) or per-output sigmoids
+        (binary_cross_entropy), shape (n, n_outputs)."""
+        if self.loss == "cross_entropy":
+            return _softmax(self.forward(X))
+        if self.loss == "binary_cross_entropy":
+            return _sigmoid(self.forward(X))
+        raise ValueError(f"predict_proba needs loss 'cross_entropy' or 'binary_cross_entropy'; this "
+                         f"model uses {self.loss!r}")
+
+    def predict(self, X):
+        """Class indices (n,) for cross_entropy/hinge; 0/1 labels for binary_cross_entropy, (n,) for
+        one output or (n, k); the raw outputs (n, n_outputs) for mse."""
+        z = self.forward(X)
+        if self.loss in LABEL_LOSSES:
+            return np.argmax(z, axis=1)
+        if self.loss == "binary_cross_entropy":
+            labels = (z > 0).astype(np.int64)
+            return labels[:, 0] if self.n_outputs == 1 else labels
+        return z
+
+    # ----------------------------------------------------------------- persistence
+    def _metadata(self):
+        return {"format": self.FILE_FORMAT, "format_version": self.FORMAT_VERSION,
+                "library_version": __version__, "config": self.get_config(),
+                "dropout_step": self.dropout_step}
+
+    def state_arrays(self):
+        """Named copies of every parameter ("params/…") and buffer ("buffers/…")."""
+        arrays = {f"params/{k}": v.copy() for k, v in self.params.items()}
+        arrays.update({f"buffers/{k}": v.copy() for k, v in self.buffers.items()})
+        return arrays
+
+    def load_state_arrays(self, arrays, source="state"):
+        """Copy arrays named as by :meth:`state_arrays` into the model, checking names, shapes and
+        dtype first (nothing is changed when a check fails)."""
+        expected = set(self.state_arrays())
+        missing = sorted(expected - set(arrays))
+        extra = sorted(set(arrays) - expected)
+        if missing or extra:
+            raise FileFormatError(f"{source} does not match the architecture: missing {missing}, "
+                                  f"unexpected {extra}")
+        for group, mapping in (("params", self.params), ("buffers", self.buffers)):
+            for key, target in mapping.items():
+                value = arrays[f"{group}/{key}"]
+                if value.shape != target.shape or value.dtype != target.dtype:
+                    raise FileFormatError(f"{source}: {group}/{key} has shape {value.shape} and "
+                                          f"dtype {value.dtype}; expected {target.shape} "
+                                          f"{target.dtype}")
+        for group, mapping in (("params", self.params), ("buffers", self.buffers)):
+            for key, target in mapping.items():
+                target[...] = arrays[f"{group}/{key}"]
+
+    def save(self, path):
+        """Write the model to ``path`` (an .npz without pickle, with JSON metadata), atomically:
+        an interrupted save leaves any previous file at ``path`` intact."""
+        atomic_save_npz(path, self.state_arrays(), self._metadata())
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`. Raises FileFormatError (a ValueError) for truncated,
+        foreign or newer-format files; nothing in the file is executed."""
+        arrays, meta = load_npz(path, cls.FILE_FORMAT, cls.FORMAT_VERSION)
+        try:
+            model = cls.from_config(meta["config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FileFormatError(f"{path!r} has an invalid architecture: {exc}") from None
+        model.load_state_arrays(arrays, source=repr(str(path)))
+        step = meta.get("dropout_step", 0)
+        if isinstance(step, numbers.Integral) and not isinstance(step, bool) and step >= 0:
+            model.dropout_step = int(step)
+        return model

@@ -1,0 +1,1 @@
+"""Numba kernels behind fastmlp: ``cpu`` (``@njit``) and ``cuda`` (``numba.cuda``) twins."""

@@ -1,0 +1,8 @@
+"""One place for every compilation setting the kernels use.
+
+``JIT`` is passed to every CPU ``@njit``: ``cache=True`` so a new process loads compiled code from
+disk, ``nogil=True`` so callers may train several models from threads, and ``fastmath=False`` so
+NaN/inf handling and the float64 gradient checks stay exact.
+"""
+
+JIT = dict(cache=True, nogil=True, fastmath=False)

@@ -1,0 +1,31 @@
+"""L1 and L2 penalties on weight matrices (elastic net when both are set).
+
+value = l1 Σ|W| + l2 Σ W²;  gradient dW += l1 sign(W) + 2 l2 W, with sign(0) = 0.
+W and dW are arrays of any shape, flattened by the caller into 1-D contiguous views.
+"""
+
+from numba import njit
+
+from ..config import JIT
+
+
+@njit(**JIT)
+def penalty_value(w, l1, l2):
+    """l1 Σ|w| + l2 Σ w², accumulated in float64. w is 1-D."""
+    s1 = 0.0
+    s2 = 0.0
+    for k in range(w.shape[0]):
+        v = float(w[k])
+        s1 += abs(v)
+        s2 += v * v
+    return l1 * s1 + l2 * s2
+
+
+@njit(**JIT)
+def penalty_grad(dw, w, l1, l2):
+    """dw += l1 sign(w) + 2 l2 w, elementwise over 1-D arrays."""
+    two_l2 = 2.0 * l2
+    for k in range(w.shape[0]):
+        v = w[k]
+        s = 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
+        dw[k] += l1 * s + two_l2 * v

@@ -1,0 +1,1 @@
+"""CUDA kernels (``numba.cuda``), mirroring :mod:`fastmlp.kernels.cpu` module by module."""
