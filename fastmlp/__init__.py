@@ -1,9 +1,29 @@
-"""fastmlp: fast, trustworthy multilayer-perceptron training with Numba kernels."""
+"""fastmlp: fast, trustworthy multilayer-perceptron training with Numba kernels.
+
+Quick tour::
+
+    import fastmlp as fm
+    model = fm.MLP(64, [fm.Dense(128, "relu", batchnorm=True), fm.Dense(10)], seed=0)
+    trainer = fm.Trainer(model, fm.Adam(1e-3), batch_size=64, epochs=20)
+    history = trainer.fit(X, y, validation_split=0.1)
+    model.predict(X_test)
+"""
 
 __version__ = "0.1.0"
 
+from . import datasets  # noqa: E402
+from .callbacks import Callback, EarlyStopping  # noqa: E402
 from .io import FileFormatError  # noqa: E402
 from .layers import Dense  # noqa: E402
 from .model import MLP  # noqa: E402
+from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop, Rprop  # noqa: E402
+from .preprocessing import Standardizer  # noqa: E402
+from .schedules import CosineAnnealingLR, ReduceLROnPlateau, StepLR  # noqa: E402
+from .trainer import NonFiniteLossWarning, Trainer  # noqa: E402
 
-__all__ = ["MLP", "Dense", "FileFormatError", "__version__"]
+__all__ = [
+    "MLP", "Dense", "Trainer", "EarlyStopping", "Callback", "NonFiniteLossWarning",
+    "SGD", "Adagrad", "RMSProp", "RMSprop", "Adam", "AdamW", "Rprop", "Optimizer",
+    "StepLR", "CosineAnnealingLR", "ReduceLROnPlateau", "Standardizer", "datasets",
+    "FileFormatError", "__version__",
+]

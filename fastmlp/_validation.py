@@ -50,8 +50,15 @@ def check_features(X, n_features, dtype, name="X"):
         raise ValueError(f"{name} has {arr.shape[1]} features but the model expects {n_features} "
                          f"(input_dim)")
     check_finite(arr, name)
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    check_finite(out, name)  # float64 values beyond float32's range become inf
+    return cast_finite(arr, dtype, name)
+
+
+def cast_finite(arr, dtype, name):
+    """C-contiguous ``arr`` as ``dtype``; ValueError when values overflow it (e.g. 1e300 → float32)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{name} contains NaN or inf (or values too large for {np.dtype(dtype).name})")
     return out
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_numeric_array, check_finite
+from ._validation import as_numeric_array, cast_finite, check_finite
 from .kernels.cpu import losses as kl
 
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse", "hinge")
@@ -105,6 +105,4 @@ def prepare_targets(loss, y, n_samples, n_outputs, dtype, name="y"):
         code = kl.BINARY_CROSS_ENTROPY
     else:
         code = kl.MSE
-    targets = np.ascontiguousarray(arr, dtype=dtype)
-    check_finite(targets, name)
-    return _EMPTY_LABELS, targets, code
+    return _EMPTY_LABELS, cast_finite(arr, dtype, name), code

@@ -11,6 +11,8 @@ step costs a single pass over memory and allocates nothing. Conventions shared b
 - Scalars have the arrays' dtype. The caller computes every coefficient in float64 (``1 - beta``,
   bias corrections, the decayed learning rate, ...) and casts it, so the arithmetic inside the loop
   stays in the arrays' dtype, as in torch.
+- Divisions use ``_div`` (IEEE results, no ZeroDivisionError branch) so the loops vectorize; a
+  zero denominator (possible only with eps == 0) gives inf or NaN, as in torch.
 - Each kernel follows torch.optim's update rule (``maximize=False``); the docstrings state the
   formula per element and exactly where ``eps`` enters.
 
@@ -24,6 +26,17 @@ import numpy as np
 from numba import njit
 
 from ..config import JIT
+
+
+@njit(**JIT)
+def _div(a, b):
+    """a / b with IEEE semantics (x/0 gives inf or NaN, as in torch).
+
+    Scalar ``/`` under Numba's default error model checks for zero and raises
+    ZeroDivisionError; that branch also stops LLVM from vectorizing the loop (about 14x slower
+    on float32). np.divide on scalars follows NumPy's error model and returns the operands' dtype.
+    """
+    return np.divide(a, b)
 
 
 @njit(**JIT)
@@ -94,7 +107,7 @@ def adagrad_update(param, grad, state_sum, clr, weight_decay, eps):
             g = g + weight_decay * param[i]
         s = state_sum[i] + g * g
         state_sum[i] = s
-        param[i] = param[i] - clr * g / (math.sqrt(s) + eps)
+        param[i] = param[i] - _div(clr * g, math.sqrt(s) + eps)
 
 
 @njit(**JIT)
@@ -140,11 +153,11 @@ def rmsprop_update(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha
         else:
             avg = math.sqrt(v) + eps
         if use_momentum:
-            b = momentum * momentum_buffer[i] + g / avg
+            b = momentum * momentum_buffer[i] + _div(g, avg)
             momentum_buffer[i] = b
             param[i] = param[i] - lr * b
         else:
-            param[i] = param[i] - lr * g / avg
+            param[i] = param[i] - _div(lr * g, avg)
 
 
 @njit(**JIT)
@@ -189,8 +202,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_min
         if amsgrad:
             v = max(max_exp_avg_sq[i], v)
             max_exp_avg_sq[i] = v
-        denom = math.sqrt(v) / bias_correction2_sqrt + eps
-        param[i] = p - step_size * m / denom
+        denom = _div(math.sqrt(v), bias_correction2_sqrt) + eps
+        param[i] = p - _div(step_size * m, denom)
 
 
 @njit(**JIT)

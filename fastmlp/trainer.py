@@ -1,0 +1,371 @@
+"""Minibatch training: shuffling, validation, schedules, clipping, early stopping, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+
+from . import __version__
+from ._validation import check_features, check_int, check_real
+from .callbacks import Callback, EarlyStopping
+from .io import FileFormatError, atomic_save_npz, load_npz
+from .kernels.cpu import network as net
+from .kernels.cpu.metrics import count_correct
+from .losses import prepare_targets
+from .model import MLP
+from .optimizers import OPTIMIZERS, Adam, Optimizer
+from .progress import epoch_progress
+from .schedules import SCHEDULES, Schedule
+
+_FLAT_KEY = "params"
+
+
+class NonFiniteLossWarning(RuntimeWarning):
+    """Training met a NaN/inf loss or gradient and stopped at the last finite state."""
+
+
+def _slice_rows(arr, start, stop):
+    return arr[start:stop] if arr.shape[0] else arr
+
+
+class Trainer:
+    """Trains an :class:`MLP` with minibatches.
+
+    Parameters
+    ----------
+    model : MLP
+    optimizer : Optimizer, default ``Adam(lr=1e-3)``
+    batch_size : int
+        Rows per step; the last partial batch of an epoch is used, not dropped (with batchnorm, a
+        last batch of one row is merged into the previous batch, since batch statistics need two).
+    epochs : int
+        Total epochs of the run; ``fit`` trains until ``epoch == epochs`` (a resumed trainer
+        finishes the run). Raise ``epochs`` to train further.
+    shuffle : bool
+        Reshuffle the rows each epoch with a generator seeded by ``seed`` (seed 003).
+    seed : int
+        Seeds the shuffling and the ``validation_split``.
+    l1, l2 : float
+        Penalties l1·Σ|W| + l2·ΣW² on the weight matrices (included in every reported loss).
+    early_stopping : EarlyStopping, optional
+    callbacks : list of Callback
+    lr_schedule : Schedule, optional (StepLR, CosineAnnealingLR, ReduceLROnPlateau)
+    clip_norm : float, optional
+        Rescale the gradient when its global L2 norm exceeds this.
+    progress : bool
+        Per-epoch progress bar (tqdm if installed) when stderr is a terminal.
+
+    Each step is one compiled call for the whole network (forward, loss, backward, penalties) and
+    one for the optimizer update of all parameters. A NaN/inf loss or gradient stops training with
+    a :class:`NonFiniteLossWarning` and puts the model back to its state after the last completed
+    epoch.
+    """
+
+    FILE_FORMAT = "fastmlp.checkpoint"
+    FORMAT_VERSION = 1
+
+    def __init__(self, model, optimizer=None, batch_size=128, epochs=20, shuffle=True, seed=0,
+                 l1=0.0, l2=0.0, early_stopping=None, callbacks=(), lr_schedule=None,
+                 clip_norm=None, progress=True):
+        if not isinstance(model, MLP):
+            raise TypeError(f"model must be a fastmlp.MLP; got {type(model).__name__}")
+        optimizer = Adam(lr=1e-3) if optimizer is None else optimizer
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastmlp optimizer such as fm.Adam(1e-3); got "
+                            f"{type(optimizer).__name__}")
+        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+            raise TypeError("early_stopping must be a fastmlp.EarlyStopping")
+        if lr_schedule is not None and not isinstance(lr_schedule, Schedule):
+            raise TypeError("lr_schedule must be a fastmlp schedule such as fm.StepLR(10)")
+        callbacks = list(callbacks)
+        for i, callback in enumerate(callbacks):
+            if not callable(getattr(callback, "on_epoch_end", None)):
+                raise TypeError(f"callbacks[{i}] must have an on_epoch_end(epoch, metrics) method")
+        self.model = model
+        self.optimizer = optimizer
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
+        self.epochs = check_int(epochs, "epochs", minimum=0)
+        self.shuffle = bool(shuffle)
+        self.seed = check_int(seed, "seed", minimum=0)
+        self.l1 = check_real(l1, "l1", minimum=0.0)
+        self.l2 = check_real(l2, "l2", minimum=0.0)
+        self.clip_norm = None if clip_norm is None else check_real(clip_norm, "clip_norm", minimum=0.0)
+        if self.clip_norm == 0.0:
+            raise ValueError("clip_norm must be > 0 (or None for no clipping)")
+        self.early_stopping = early_stopping
+        self.callbacks = callbacks
+        self.lr_schedule = lr_schedule
+        self.progress = bool(progress)
+        self.epoch = 0
+        self.history = {}
+        self.stop_reason = None
+        self._rng = np.random.default_rng(self.seed)
+        self._grads = np.zeros_like(model._params)
+
+    # ----------------------------------------------------------------- data
+    def _prepare(self, X, y, name_X="X", name_y="y"):
+        model = self.model
+        X = check_features(X, model.input_dim, model.dtype, name_X)
+        labels, targets, code = prepare_targets(model.loss, y, X.shape[0], model.n_outputs,
+                                                model.dtype, name_y)
+        return X, labels, targets, code
+
+    def _split(self, X, labels, targets, validation_split):
+        fraction = check_real(validation_split, "validation_split")
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1); got {validation_split}")
+        n = X.shape[0]
+        n_val = int(round(n * fraction))
+        if n_val < 1 or n - n_val < 1:
+            raise ValueError(f"validation_split={validation_split} leaves an empty training or "
+                             f"validation set for {n} samples")
+        order = np.random.default_rng([self.seed, 1]).permutation(n)
+        train, val = np.sort(order[n_val:]), np.sort(order[:n_val])
+
+        def pick(rows):
+            return (X[rows], labels[rows] if labels.size else labels,
+                    targets[rows] if targets.shape[0] else targets)
+        return pick(train), pick(val)
+
+    def _batches(self, n):
+        size = min(self.batch_size, n)
+        bounds = [(s, min(s + size, n)) for s in range(0, n, size)]
+        has_bn = any(layer.batchnorm for layer in self.model.layers)
+        if has_bn and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+            bounds[-2] = (bounds[-2][0], n)
+            bounds.pop()
+        if has_bn and bounds[0][1] - bounds[0][0] < 2:
+            raise ValueError("batchnorm needs at least 2 training samples per batch")
+        return bounds
+
+    # ----------------------------------------------------------------- training
+    def _snapshot(self):
+        model = self.model
+        return (model._params.copy(), model._buffers.copy(), self.optimizer.state_dict(),
+                model.dropout_step)
+
+    def _restore(self, snapshot):
+        params, buffers, opt_state, step = snapshot
+        self.model._params[...] = params
+        self.model._buffers[...] = buffers
+        self.optimizer.load_state_dict(opt_state)
+        self.model.dropout_step = step
+
+    def _run_epoch(self, X, labels, targets, code, bounds):
+        """One pass over the data; returns (loss, accuracy or None) or None on a non-finite step."""
+        model, lay = self.model, self.model._layout
+        n = X.shape[0]
+        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+        Xb_full = np.empty((bounds[0][1] - bounds[0][0] + 1, X.shape[1]), dtype=X.dtype)
+        params, grads, buffers = model._params, self._grads, model._buffers
+        flat_params, flat_grads = {_FLAT_KEY: params}, {_FLAT_KEY: grads}
+        total_loss = 0.0
+        correct = counted = 0
+        for start, stop in bounds:
+            rows = order[start:stop]
+            m = stop - start
+            Xb = np.take(X, rows, axis=0, out=Xb_full[:m]) if m <= Xb_full.shape[0] else X[rows]
+            lb = labels[rows] if labels.size else labels
+            tb = targets[rows] if targets.shape[0] else targets
+            ws_off, ws = model._workspace(m)
+            step = model.dropout_step
+            model.dropout_step += 1
+            loss = net.network_loss_and_grad(Xb, lb, tb, code, params, grads, buffers,
+                                             lay.layer_int, lay.layer_float, ws_off, ws, True, True,
+                                             model.seed, step, self.l1, self.l2)
+            if not math.isfinite(loss) or not np.isfinite(grads).all():
+                return None
+            if self.clip_norm is not None:
+                norm = float(np.sqrt(np.dot(grads, grads)))
+                if norm > self.clip_norm:
+                    grads *= self.clip_norm / (norm + 1e-6)
+            self.optimizer.step(flat_params, flat_grads)
+            total_loss += loss * m
+            last = lay.layer_int.shape[0] - 1
+            z = self._output_view(ws, ws_off, m, last)
+            c, k = count_correct(z, lb, tb, code)
+            correct += c
+            counted += k
+        return total_loss / n, (correct / counted if counted else None)
+
+    def _output_view(self, ws, ws_off, rows, last):
+        lay = self.model._layout
+        units = int(lay.layer_int[last, net.L_UNITS])
+        column = net.W_OUT if lay.layer_int[last, net.L_DROPOUT] else net.W_ACT
+        offset = int(ws_off[last, column])
+        return ws[offset:offset + rows * units].reshape(rows, units)
+
+    def fit(self, X, y, validation_data=None, validation_split=None):
+        """Train until ``self.epochs`` epochs are done (or a stop); returns ``self.history``.
+
+        history keys: ``loss`` and ``accuracy`` (classification) on the training batches as
+        trained, ``val_loss`` and ``val_accuracy`` with validation data, ``lr`` and
+        ``epoch_time`` (seconds), one entry per epoch.
+        """
+        X, labels, targets, code = self._prepare(X, y)
+        if validation_data is not None and validation_split is not None:
+            raise ValueError("pass validation_data or validation_split, not both")
+        val = None
+        if validation_split is not None:
+            (X, labels, targets), val = self._split(X, labels, targets, validation_split)
+        elif validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            Xv, lv, tv, _ = self._prepare(*validation_data, name_X="validation_data X",
+                                          name_y="validation_data y")
+            val = (Xv, lv, tv)
+        bounds = self._batches(X.shape[0])
+        if self.epoch >= self.epochs:
+            warnings.warn(f"the trainer has already run its {self.epochs} epochs; raise "
+                          f"trainer.epochs to train further", stacklevel=2)
+            return self.history
+        hooks = ([self.early_stopping] if self.early_stopping else []) + self.callbacks
+        for hook in hooks:
+            if hasattr(hook, "on_train_begin"):
+                hook.on_train_begin(self)
+        if self.lr_schedule is not None:
+            self.lr_schedule.start(self.optimizer.lr)
+        self.stop_reason = None
+        bar = epoch_progress(self.progress, self.epochs, self.epoch)
+        try:
+            while self.epoch < self.epochs:
+                snapshot = self._snapshot()
+                began = time.perf_counter()
+                lr = self.optimizer.lr
+                result = self._run_epoch(X, labels, targets, code, bounds)
+                if result is None:
+                    self._restore(snapshot)
+                    self.stop_reason = "non-finite loss"
+                    warnings.warn(f"non-finite loss or gradient in epoch {self.epoch + 1}; training "
+                                  f"stopped and the model was put back to its state after epoch "
+                                  f"{self.epoch}", NonFiniteLossWarning, stacklevel=2)
+                    break
+                self.epoch += 1
+                metrics = {"loss": result[0]}
+                if result[1] is not None:
+                    metrics["accuracy"] = result[1]
+                if val is not None:
+                    for key, value in self._evaluate_prepared(*val, code).items():
+                        metrics[f"val_{key}"] = value
+                metrics["lr"] = lr
+                metrics["epoch_time"] = time.perf_counter() - began
+                for key, value in metrics.items():
+                    self.history.setdefault(key, []).append(value)
+                bar.update(self.epoch, metrics)
+                if self.lr_schedule is not None:
+                    self.optimizer.lr = self.lr_schedule.step(self.epoch, metrics, self.optimizer.lr)
+                if self.early_stopping is not None and self.early_stopping.on_epoch_end(self.epoch,
+                                                                                         metrics):
+                    self.stop_reason = "early stopping"
+                stop_requested = [bool(cb.on_epoch_end(self.epoch, metrics)) for cb in self.callbacks]
+                if self.stop_reason is None and any(stop_requested):
+                    self.stop_reason = "callback"
+                if self.stop_reason is not None:
+                    break
+        finally:
+            bar.close()
+        finished = self.stop_reason == "early stopping" or self.epoch >= self.epochs
+        if self.early_stopping is not None and self.early_stopping.restore_best and finished:
+            self.early_stopping.restore()
+        for hook in hooks:
+            if hasattr(hook, "on_train_end"):
+                hook.on_train_end(self)
+        return self.history
+
+    # ----------------------------------------------------------------- evaluation
+    def _evaluate_prepared(self, X, labels, targets, code):
+        model = self.model
+        loss = model.loss_value(X, labels if labels.size else targets, l1=self.l1, l2=self.l2)
+        metrics = {"loss": loss}
+        if model.is_classifier:
+            z = model.forward(X)
+            correct, counted = count_correct(z, labels, targets, code)
+            metrics["accuracy"] = correct / counted
+        return metrics
+
+    def evaluate(self, X, y):
+        """{"loss": mean loss + penalty, "accuracy": …} in evaluation mode (accuracy only for
+        classification losses)."""
+        X, labels, targets, code = self._prepare(X, y)
+        return self._evaluate_prepared(X, labels, targets, code)
+
+    # ----------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, path):
+        """Write everything needed to resume bit-identically: model, buffers, optimizer state,
+        epoch, history, schedule, early stopping and the shuffling generator. Atomic, no pickle."""
+        arrays = self.model.state_arrays()
+        opt_state = self.optimizer.state_dict()
+        opt_scalars = {}
+        for key, value in opt_state.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"optimizer/{key}"] = value
+            else:
+                opt_scalars[key] = value
+        es = self.early_stopping
+        if es is not None and es.best_params is not None:
+            arrays["early_stopping/params"] = es.best_params
+            arrays["early_stopping/buffers"] = es.best_buffers
+        meta = {
+            "format": self.FILE_FORMAT, "format_version": self.FORMAT_VERSION,
+            "library_version": __version__,
+            "model": {"config": self.model.get_config(), "dropout_step": self.model.dropout_step},
+            "trainer": {"batch_size": self.batch_size, "epochs": self.epochs,
+                        "shuffle": self.shuffle, "seed": self.seed, "l1": self.l1, "l2": self.l2,
+                        "clip_norm": self.clip_norm, "progress": self.progress},
+            "optimizer": opt_scalars,
+            "schedule": None if self.lr_schedule is None else {
+                "class": type(self.lr_schedule).__name__, "config": self.lr_schedule.get_config(),
+                "state": self.lr_schedule.get_state()},
+            "early_stopping": None if es is None else {"config": es.get_config(),
+                                                        "state": es.get_state()},
+            "epoch": self.epoch, "history": self.history, "stop_reason": self.stop_reason,
+            "rng": self._rng.bit_generator.state,
+        }
+        atomic_save_npz(path, arrays, meta)
+
+    @classmethod
+    def load_checkpoint(cls, path, callbacks=(), progress=None):
+        """Rebuild a Trainer (with its model) from :meth:`save_checkpoint`; callbacks are not stored
+        in the file and can be passed again here. Raises FileFormatError for bad files."""
+        arrays, meta = load_npz(path, cls.FILE_FORMAT, cls.FORMAT_VERSION)
+        try:
+            model = MLP.from_config(meta["model"]["config"])
+            model.load_state_arrays({k: v for k, v in arrays.items()
+                                     if k.startswith(("params/", "buffers/"))}, repr(str(path)))
+            model.dropout_step = int(meta["model"]["dropout_step"])
+            opt_state = dict(meta["optimizer"])
+            opt_state.update({k[len("optimizer/"):]: v for k, v in arrays.items()
+                              if k.startswith("optimizer/")})
+            optimizer = OPTIMIZERS[opt_state["class"]].from_state_dict(opt_state)
+            schedule = None
+            if meta["schedule"] is not None:
+                schedule = SCHEDULES[meta["schedule"]["class"]](**meta["schedule"]["config"])
+                schedule.set_state(meta["schedule"]["state"])
+            early = None
+            if meta["early_stopping"] is not None:
+                early = EarlyStopping(**meta["early_stopping"]["config"])
+                early.set_state(meta["early_stopping"]["state"])
+                if "early_stopping/params" in arrays:
+                    early.best_params = arrays["early_stopping/params"].astype(model.dtype)
+                    early.best_buffers = arrays["early_stopping/buffers"].astype(model.dtype)
+            options = dict(meta["trainer"])
+            if progress is not None:
+                options["progress"] = progress
+            trainer = cls(model, optimizer=optimizer, early_stopping=early, callbacks=callbacks,
+                          lr_schedule=schedule, **options)
+            trainer.epoch = int(meta["epoch"])
+            trainer.history = {k: list(v) for k, v in meta["history"].items()}
+            trainer.stop_reason = meta["stop_reason"]
+            trainer._rng.bit_generator.state = meta["rng"]
+        except FileFormatError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FileFormatError(f"{str(path)!r} is not a consistent fastmlp checkpoint: "
+                                  f"{exc!r}") from None
+        return trainer
+
+
+__all__ = ["Trainer", "NonFiniteLossWarning", "Callback"]

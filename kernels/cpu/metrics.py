@@ -1,0 +1,46 @@
+"""Accuracy reductions on the network output z (B, C).
+
+- label losses (cross_entropy, hinge) and probability rows: a row is correct when argmax z equals
+  the label (or argmax of the target row); counts rows.
+- binary_cross_entropy: an element is correct when [z > 0] equals [t ≥ 0.5]; counts elements.
+- mse has no accuracy (returns 0 of 0).
+Ties in argmax go to the first maximum, as numpy.argmax.
+"""
+
+from numba import njit
+
+from ..config import JIT
+from .losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, CROSS_ENTROPY_PROBS, HINGE
+
+
+@njit(inline="always", **JIT)
+def _row_argmax(z, i):
+    best = 0
+    for j in range(1, z.shape[1]):
+        if z[i, j] > z[i, best]:
+            best = j
+    return best
+
+
+@njit(**JIT)
+def count_correct(z, labels, targets, code):
+    """(number correct, number counted) for one batch; see the module docstring."""
+    n, c = z.shape
+    correct = 0
+    if code == CROSS_ENTROPY or code == HINGE:
+        for i in range(n):
+            if _row_argmax(z, i) == labels[i]:
+                correct += 1
+        return correct, n
+    if code == CROSS_ENTROPY_PROBS:
+        for i in range(n):
+            if _row_argmax(z, i) == _row_argmax(targets, i):
+                correct += 1
+        return correct, n
+    if code == BINARY_CROSS_ENTROPY:
+        for i in range(n):
+            for j in range(c):
+                if (z[i, j] > 0) == (targets[i, j] >= 0.5):
+                    correct += 1
+        return correct, n * c
+    return 0, 0
