@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 
 from . import datasets  # noqa: E402
 from .callbacks import Callback, EarlyStopping  # noqa: E402
+from .ensemble import Bagging  # noqa: E402
+from .gradcheck import GradcheckError, GradcheckReport, GradcheckWarning, gradcheck  # noqa: E402
 from .io import FileFormatError  # noqa: E402
 from .layers import Dense  # noqa: E402
 from .model import MLP  # noqa: E402
@@ -25,5 +27,6 @@ __all__ = [
     "MLP", "Dense", "Trainer", "EarlyStopping", "Callback", "NonFiniteLossWarning",
     "SGD", "Adagrad", "RMSProp", "RMSprop", "Adam", "AdamW", "Rprop", "Optimizer",
     "StepLR", "CosineAnnealingLR", "ReduceLROnPlateau", "Standardizer", "datasets",
+    "Bagging", "gradcheck", "GradcheckReport", "GradcheckWarning", "GradcheckError",
     "FileFormatError", "__version__",
 ]

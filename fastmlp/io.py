@@ -78,7 +78,7 @@ def atomic_save_npz(path, arrays, meta):
         raise FileNotFoundError(f"folder {folder!r} does not exist")
     if META_KEY in arrays:
         raise ValueError(f"array name {META_KEY!r} is reserved")
-    payload = {key: np.ascontiguousarray(value) for key, value in arrays.items()}
+    payload = {key: np.asarray(value, order="C") for key, value in arrays.items()}
     for key, value in payload.items():
         if value.dtype.kind == "O":
             raise TypeError(f"array {key!r} has dtype object, which cannot be saved without pickle")

@@ -14,6 +14,7 @@ from .initializers import INITIALIZERS, INITS
 from .io import atomic_save_npz, load_npz, FileFormatError
 from .kernels.cpu import network as net
 from .layers import RELU_FAMILY, Dense
+from .preprocessing import Standardizer
 from .losses import CLASSIFICATION_LOSSES, LABEL_LOSSES, check_loss_name, prepare_targets
 
 DEVICES = ("cpu", "cuda")
@@ -111,6 +112,7 @@ class MLP:
         self._buffers_view = views(self._buffers, self._layout.buffer_slots, ArrayViews)
         self._workspaces = OrderedDict()
         self.dropout_step = 0
+        self.standardizer = None  # an optional fitted Standardizer saved with the model
         self._initialize()
 
     # ----------------------------------------------------------------- construction
@@ -285,6 +287,36 @@ class MLP:
         return z
 
     # ----------------------------------------------------------------- persistence
+    def __getstate__(self):
+        """Pickle as configuration + state arrays (the storage views are rebuilt on unpickling)."""
+        return {"config": self.get_config(), "arrays": self.state_arrays(),
+                "dropout_step": self.dropout_step, "standardizer": self.standardizer}
+
+    def __setstate__(self, state):
+        config = dict(state["config"])
+        config["layers"] = [Dense.from_config(c) for c in config["layers"]]
+        self.__init__(**config)
+        self.load_state_arrays(state["arrays"])
+        self.dropout_step = state["dropout_step"]
+        self.standardizer = state["standardizer"]
+
+    def _constructor_args(self):
+        return dict(self.get_config(), layers=self.layers)
+
+    def copy(self, dtype=None):
+        """An independent copy (optionally in another dtype) with the same parameters, buffers,
+        dropout step and standardizer."""
+        config = self._constructor_args()
+        if dtype is not None:
+            config["dtype"] = dtype
+        clone = type(self)(**config)
+        for mine, theirs in ((self.params, clone.params), (self.buffers, clone.buffers)):
+            for key, value in mine.items():
+                theirs[key][...] = value
+        clone.dropout_step = self.dropout_step
+        clone.standardizer = self.standardizer
+        return clone
+
     def _metadata(self):
         return {"format": self.FILE_FORMAT, "format_version": self.FORMAT_VERSION,
                 "library_version": __version__, "config": self.get_config(),
@@ -316,10 +348,22 @@ class MLP:
             for key, target in mapping.items():
                 target[...] = arrays[f"{group}/{key}"]
 
-    def save(self, path):
+    def save(self, path, standardizer=None):
         """Write the model to ``path`` (an .npz without pickle, with JSON metadata), atomically:
-        an interrupted save leaves any previous file at ``path`` intact."""
-        atomic_save_npz(path, self.state_arrays(), self._metadata())
+        an interrupted save leaves any previous file at ``path`` intact.
+
+        ``standardizer`` (a fitted :class:`fastmlp.Standardizer`, default ``self.standardizer``)
+        is stored in the same file; :meth:`load` puts it back in ``model.standardizer``.
+        """
+        arrays = self.state_arrays()
+        standardizer = self.standardizer if standardizer is None else standardizer
+        if standardizer is not None:
+            if getattr(standardizer, "n_features_in_", self.input_dim) != self.input_dim:
+                raise ValueError(f"standardizer was fitted on {standardizer.n_features_in_} "
+                                 f"features; the model takes {self.input_dim}")
+            for key, value in standardizer.state_dict().items():
+                arrays[f"standardizer/{key}"] = value
+        atomic_save_npz(path, arrays, self._metadata())
 
     @classmethod
     def load(cls, path):
@@ -330,7 +374,14 @@ class MLP:
             model = cls.from_config(meta["config"])
         except (KeyError, TypeError, ValueError) as exc:
             raise FileFormatError(f"{path!r} has an invalid architecture: {exc}") from None
+        standardizer_state = {k.split("/", 1)[1]: arrays.pop(k) for k in list(arrays)
+                              if k.startswith("standardizer/")}
         model.load_state_arrays(arrays, source=repr(str(path)))
+        if standardizer_state:
+            try:
+                model.standardizer = Standardizer.from_state_dict(standardizer_state)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise FileFormatError(f"{path!r} has an invalid standardizer: {exc}") from None
         step = meta.get("dropout_step", 0)
         if isinstance(step, numbers.Integral) and not isinstance(step, bool) and step >= 0:
             model.dropout_step = int(step)

@@ -133,13 +133,25 @@ def _as_str(value):
     return str(value.item()) if isinstance(value, np.ndarray) else str(value)
 
 
+def _read_header(state_dict):
+    """(class name, config dict) of a state_dict; "hyper" may be a JSON str or a dict."""
+    for entry in ("class", "hyper"):
+        if entry not in state_dict:
+            raise ValueError(f"state_dict has no {entry!r} entry")
+    hyper = state_dict["hyper"]
+    config = hyper if isinstance(hyper, dict) else json.loads(_as_str(hyper))
+    return _as_str(state_dict["class"]), config
+
+
 # ---------------------------------------------------------------- base class
 
 class Optimizer:
     """Base class: per-key lazy state, validated ``step``, ``state_dict`` and config round trips.
 
-    Subclasses define ``_STATE_NAMES`` (the torch names of their state arrays), ``get_config`` and
-    ``_update(param, grad, state)``, which calls the compiled kernel on flat views.
+    Subclasses define ``_STATE_NAMES`` (the torch names of their state arrays), ``get_config``,
+    ``_coefficients(t)`` (the kernel's scalars at step t, computed in float64; ``step`` casts them
+    to the parameter's dtype) and ``_update(param, grad, state, scalars)``, which calls the
+    compiled kernel on flat views.
     """
 
     _STATE_NAMES = ()
@@ -150,7 +162,11 @@ class Optimizer:
 
     @property
     def lr(self):
-        """The learning rate (float >= 0); may be reassigned between steps by a schedule."""
+        """The learning rate (float >= 0, validated on assignment).
+
+        Schedules assign it between steps; the other hyper-parameters are fixed at construction
+        (or by ``load_state_dict``).
+        """
         return self._lr
 
     @lr.setter
@@ -183,9 +199,14 @@ class Optimizer:
         """
         _check_pairs(params, grads)
         states = [self._state_for(key, param) for key, param in params.items()]
+        scalars = {}  # (dtype, step) -> kernel scalars, shared by the keys at the same step
         for (key, param), state in zip(params.items(), states):
             state["step"] += 1
-            self._update(param, grads[key], state)
+            at = (param.dtype, state["step"])
+            if at not in scalars:
+                cast = param.dtype.type
+                scalars[at] = tuple(cast(c) for c in self._coefficients(state["step"]))
+            self._update(param, grads[key], state, scalars[at])
 
     def _state_for(self, key, param):
         """The state of ``key``, created if absent; checked against ``param``'s shape and dtype."""
@@ -213,8 +234,12 @@ class Optimizer:
             array = state[name] = np.full(like.shape, fill, like.dtype)
         return array.reshape(-1)
 
-    def _update(self, param, grad, state):
-        """Run the kernel on flat views of param, grad and the state (step already counted)."""
+    def _coefficients(self, t):
+        """The kernel's scalar arguments at step t (from 1), as Python floats (float64 math)."""
+        raise NotImplementedError
+
+    def _update(self, param, grad, state, scalars):
+        """Run the kernel on flat views of param, grad and the state, with the cast scalars."""
         raise NotImplementedError
 
     # -- checkpoints
@@ -234,13 +259,9 @@ class Optimizer:
         Accepts the dict itself or an ``np.load`` of its ``np.savez`` (0-d arrays for the scalars).
         The class must match; unknown entries raise ValueError. Arrays are copied.
         """
-        name = _as_str(state_dict["class"]) if "class" in state_dict else None
+        name, config = _read_header(state_dict)
         if name != type(self).__name__:
             raise ValueError(f"state_dict is for optimizer {name!r}, not {type(self).__name__!r}")
-        if "hyper" not in state_dict:
-            raise ValueError("state_dict has no 'hyper' entry")
-        hyper = state_dict["hyper"]
-        config = hyper if isinstance(hyper, dict) else json.loads(_as_str(hyper))
         fresh = type(self).from_config(config)
         state = {}
         for entry in state_dict.keys():
@@ -257,12 +278,11 @@ class Optimizer:
     @classmethod
     def from_state_dict(cls, state_dict):
         """Build the optimizer named by ``state_dict["class"]`` and load the state into it."""
-        name = _as_str(state_dict["class"]) if "class" in state_dict else None
+        name, config = _read_header(state_dict)
         klass = OPTIMIZERS.get(name)
         if klass is None or not issubclass(klass, cls):
-            raise ValueError(f"state_dict is for optimizer {name!r}, not a {cls.__name__}")
-        hyper = state_dict["hyper"]
-        config = hyper if isinstance(hyper, dict) else json.loads(_as_str(hyper))
+            raise ValueError(f"state_dict is for optimizer {name!r}, "
+                             f"which is not a {cls.__name__}")
         opt = klass.from_config(config)
         opt.load_state_dict(state_dict)
         return opt
@@ -324,15 +344,16 @@ class SGD(Optimizer):
         return dict(lr=self.lr, momentum=self.momentum, dampening=self.dampening,
                     weight_decay=self.weight_decay, nesterov=self.nesterov)
 
-    def _update(self, param, grad, state):
-        cast = param.dtype.type
+    def _coefficients(self, t):
+        return self.lr, self.momentum, 1.0 - self.dampening, self.weight_decay
+
+    def _update(self, param, grad, state, scalars):
         use_momentum = self.momentum != 0.0
         init_buffer = use_momentum and "momentum_buffer" not in state
         buffer = (self._buffer(state, "momentum_buffer", param) if use_momentum
                   else _EMPTY[param.dtype])
-        _kernels.sgd_update(param.reshape(-1), grad.reshape(-1), buffer, cast(self.lr),
-                            cast(self.momentum), cast(1.0 - self.dampening),
-                            cast(self.weight_decay), self.nesterov, init_buffer)
+        _kernels.sgd_update(param.reshape(-1), grad.reshape(-1), buffer, *scalars, self.nesterov,
+                            init_buffer)
 
 
 class Adagrad(Optimizer):
@@ -368,12 +389,13 @@ class Adagrad(Optimizer):
     def _init_state(self, param):
         return {"step": 0, "sum": np.full(param.shape, self.initial_accumulator_value, param.dtype)}
 
-    def _update(self, param, grad, state):
-        cast = param.dtype.type
-        clr = self.lr / (1.0 + (state["step"] - 1) * self.lr_decay)
+    def _coefficients(self, t):
+        clr = self.lr / (1.0 + (t - 1) * self.lr_decay)
+        return clr, self.weight_decay, self.eps
+
+    def _update(self, param, grad, state, scalars):
         state_sum = self._buffer(state, "sum", param, self.initial_accumulator_value)
-        _kernels.adagrad_update(param.reshape(-1), grad.reshape(-1), state_sum, cast(clr),
-                                cast(self.weight_decay), cast(self.eps))
+        _kernels.adagrad_update(param.reshape(-1), grad.reshape(-1), state_sum, *scalars)
 
 
 class RMSProp(Optimizer):
@@ -408,16 +430,17 @@ class RMSProp(Optimizer):
         return dict(lr=self.lr, alpha=self.alpha, eps=self.eps, weight_decay=self.weight_decay,
                     momentum=self.momentum, centered=self.centered)
 
-    def _update(self, param, grad, state):
-        cast = param.dtype.type
+    def _coefficients(self, t):
+        return (self.lr, self.alpha, 1.0 - self.alpha, self.eps, self.weight_decay,
+                self.momentum)
+
+    def _update(self, param, grad, state, scalars):
         empty = _EMPTY[param.dtype]
         square_avg = self._buffer(state, "square_avg", param)
         grad_avg = self._buffer(state, "grad_avg", param) if self.centered else empty
         buffer = self._buffer(state, "momentum_buffer", param) if self.momentum > 0.0 else empty
         _kernels.rmsprop_update(param.reshape(-1), grad.reshape(-1), square_avg, grad_avg, buffer,
-                                cast(self.lr), cast(self.alpha), cast(1.0 - self.alpha),
-                                cast(self.eps), cast(self.weight_decay), cast(self.momentum),
-                                self.centered)
+                                *scalars, self.centered)
 
 
 RMSprop = RMSProp
@@ -456,24 +479,24 @@ class Adam(Optimizer):
         return dict(lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay,
                     amsgrad=self.amsgrad)
 
-    def _update(self, param, grad, state):
-        cast = param.dtype.type
+    def _coefficients(self, t):
         beta1, beta2 = self.betas
-        t = state["step"]
         step_size = self.lr / (1.0 - beta1 ** t)
         bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** t)
         if self._DECOUPLED:
             weight_decay, param_decay = 0.0, 1.0 - self.lr * self.weight_decay
         else:
             weight_decay, param_decay = self.weight_decay, 1.0
+        return (beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bias_correction2_sqrt,
+                self.eps, weight_decay, param_decay)
+
+    def _update(self, param, grad, state, scalars):
         exp_avg = self._buffer(state, "exp_avg", param)
         exp_avg_sq = self._buffer(state, "exp_avg_sq", param)
         max_exp_avg_sq = (self._buffer(state, "max_exp_avg_sq", param) if self.amsgrad
                           else _EMPTY[param.dtype])
         _kernels.adam_update(param.reshape(-1), grad.reshape(-1), exp_avg, exp_avg_sq,
-                             max_exp_avg_sq, cast(beta1), cast(1.0 - beta1), cast(beta2),
-                             cast(1.0 - beta2), cast(step_size), cast(bias_correction2_sqrt),
-                             cast(self.eps), cast(weight_decay), cast(param_decay), self.amsgrad)
+                             max_exp_avg_sq, *scalars, self.amsgrad)
 
 
 class AdamW(Adam):
@@ -524,13 +547,13 @@ class Rprop(Optimizer):
         return {"step": 0, "prev": np.zeros(param.shape, param.dtype),
                 "step_size": np.full(param.shape, self.lr, param.dtype)}
 
-    def _update(self, param, grad, state):
-        cast = param.dtype.type
+    def _coefficients(self, t):
+        return self.etas + self.step_sizes
+
+    def _update(self, param, grad, state, scalars):
         prev = self._buffer(state, "prev", param)
         step_size = self._buffer(state, "step_size", param, self.lr)
-        _kernels.rprop_update(param.reshape(-1), grad.reshape(-1), prev, step_size,
-                              cast(self.etas[0]), cast(self.etas[1]), cast(self.step_sizes[0]),
-                              cast(self.step_sizes[1]))
+        _kernels.rprop_update(param.reshape(-1), grad.reshape(-1), prev, step_size, *scalars)
 
 
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adagrad, RMSProp, Adam, AdamW, Rprop)}

@@ -2,7 +2,9 @@
 
 ``JIT`` is passed to every CPU ``@njit``: ``cache=True`` so a new process loads compiled code from
 disk, ``nogil=True`` so callers may train several models from threads, and ``fastmath=False`` so
-NaN/inf handling and the float64 gradient checks stay exact.
+NaN/inf handling and the float64 gradient checks stay exact. ``error_model="numpy"`` lets a
+division by zero give inf/NaN as NumPy does instead of a per-division check that blocks
+vectorization (values are validated on the host before any kernel runs).
 """
 
-JIT = dict(cache=True, nogil=True, fastmath=False)
+JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")

@@ -161,3 +161,16 @@ def test_save_into_missing_folder(tmp_path):
     model, _ = make_model("float32")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         model.save(tmp_path / "nope" / "m.npz")
+
+
+def test_standardizer_is_saved_with_the_model(tmp_path):
+    model, X = make_model("float32")
+    scaler = fm.Standardizer().fit(X * 3 + 1)
+    model.save(tmp_path / "m.npz", standardizer=scaler)
+    loaded = fm.MLP.load(tmp_path / "m.npz")
+    assert np.array_equal(loaded.standardizer.mean_, scaler.mean_)
+    assert np.array_equal(loaded.standardizer.transform(X), scaler.transform(X))
+    model.save(tmp_path / "plain.npz")
+    assert fm.MLP.load(tmp_path / "plain.npz").standardizer is None
+    with pytest.raises(ValueError, match="fitted on 3 features"):
+        model.save(tmp_path / "bad.npz", standardizer=fm.Standardizer().fit(X[:, :3]))

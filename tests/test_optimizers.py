@@ -239,7 +239,8 @@ def torch_trajectory(case):
                "RMSProp": torch.optim.RMSprop, "Adam": torch.optim.Adam,
                "AdamW": torch.optim.AdamW, "Rprop": torch.optim.Rprop}
     params, grads = _problem()
-    tensors = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()}
+    tensors = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+               for k, v in params.items()}
     opt = classes[case.cls.__name__](list(tensors.values()), **case.hyper)
     out = []
     for t, grad in enumerate(grads):
@@ -377,6 +378,7 @@ def _adam_state_dict():
 
 @pytest.mark.parametrize("edit, error, match", [
     (lambda sd: sd.update({"class": "SGD"}), ValueError, "SGD"),
+    (lambda sd: sd.pop("class"), ValueError, "class"),
     (lambda sd: sd.pop("hyper"), ValueError, "hyper"),
     (lambda sd: sd.update({"hyper": json.dumps({"lr": -1.0})}), ValueError, "lr"),
     (lambda sd: sd.update({"state/w/momentum_buffer": np.ones(3)}), ValueError, "momentum_buffer"),
@@ -384,7 +386,7 @@ def _adam_state_dict():
     (lambda sd: sd.pop("state/w/step"), ValueError, "state/w/step"),
     (lambda sd: sd.update({"state/w/step": -1}), ValueError, "state/w/step"),
     (lambda sd: sd.update({"state/w/exp_avg": np.ones(3, int)}), TypeError, "state/w/exp_avg"),
-], ids=["class", "no-hyper", "bad-hyper", "unknown-state", "unknown-entry", "no-step",
+], ids=["class", "no-class", "no-hyper", "bad-hyper", "unknown-state", "unknown-entry", "no-step",
         "negative-step", "int-state"])
 def test_load_state_dict_rejects_malformed(edit, error, match):
     sd = _adam_state_dict()
