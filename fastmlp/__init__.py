@@ -21,6 +21,7 @@ from .model import MLP  # noqa: E402
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop, Rprop  # noqa: E402
 from .preprocessing import Standardizer  # noqa: E402
 from .schedules import CosineAnnealingLR, ReduceLROnPlateau, StepLR  # noqa: E402
+from .threads import get_num_threads, num_threads, set_num_threads  # noqa: E402
 from .trainer import NonFiniteLossWarning, Trainer  # noqa: E402
 
 __all__ = [
@@ -28,5 +29,5 @@ __all__ = [
     "SGD", "Adagrad", "RMSProp", "RMSprop", "Adam", "AdamW", "Rprop", "Optimizer",
     "StepLR", "CosineAnnealingLR", "ReduceLROnPlateau", "Standardizer", "datasets",
     "Bagging", "gradcheck", "GradcheckReport", "GradcheckWarning", "GradcheckError",
-    "FileFormatError", "__version__",
+    "set_num_threads", "get_num_threads", "num_threads", "FileFormatError", "__version__",
 ]
