@@ -242,6 +242,33 @@ class Optimizer:
         """Run the kernel on flat views of param, grad and the state, with the cast scalars."""
         raise NotImplementedError
 
+    # -- whole-epoch kernels
+
+    def _kernel_arguments(self, param, state):
+        """(kernel code, s0, s1, s2, flag, init_buffer) for ``optimizer_update``; creates the state
+        arrays the variant needs."""
+        raise NotImplementedError
+
+    def fused_arguments(self, key, param):
+        """Arguments of ``fastmlp.kernels.cpu.optimizers.optimizer_update`` for ``params[key]``
+        (1-D, C-contiguous), its state created if needed: (code, s0, s1, s2, flag, init_buffer)."""
+        return self._kernel_arguments(param, self._state_for(key, param))
+
+    def coefficient_table(self, key, steps, dtype):
+        """(steps, N_COEFFICIENTS) kernel scalars for the next ``steps`` updates of ``key``, cast
+        to ``dtype`` exactly as ``step`` casts them, so fused and unfused training agree bitwise."""
+        t0 = self.state[key]["step"] if key in self.state else 0
+        table = np.zeros((steps, _kernels.N_COEFFICIENTS), dtype=dtype)
+        cast = np.dtype(dtype).type
+        for k in range(steps):
+            row = self._coefficients(t0 + k + 1)
+            table[k, :len(row)] = [cast(c) for c in row]
+        return table
+
+    def advance(self, key, steps):
+        """Count ``steps`` updates of ``key`` done by a fused kernel."""
+        self.state[key]["step"] += steps
+
     # -- checkpoints
 
     def state_dict(self):
@@ -355,6 +382,13 @@ class SGD(Optimizer):
         _kernels.sgd_update(param.reshape(-1), grad.reshape(-1), buffer, *scalars, self.nesterov,
                             init_buffer)
 
+    def _kernel_arguments(self, param, state):
+        use_momentum = self.momentum != 0.0
+        init_buffer = use_momentum and "momentum_buffer" not in state
+        empty = _EMPTY[param.dtype]
+        buffer = self._buffer(state, "momentum_buffer", param) if use_momentum else empty
+        return _kernels.SGD, buffer, empty, empty, self.nesterov, init_buffer
+
 
 class Adagrad(Optimizer):
     """Adagrad with learning-rate decay and L2 weight decay (torch.optim.Adagrad).
@@ -396,6 +430,11 @@ class Adagrad(Optimizer):
     def _update(self, param, grad, state, scalars):
         state_sum = self._buffer(state, "sum", param, self.initial_accumulator_value)
         _kernels.adagrad_update(param.reshape(-1), grad.reshape(-1), state_sum, *scalars)
+
+    def _kernel_arguments(self, param, state):
+        empty = _EMPTY[param.dtype]
+        state_sum = self._buffer(state, "sum", param, self.initial_accumulator_value)
+        return _kernels.ADAGRAD, state_sum, empty, empty, False, False
 
 
 class RMSProp(Optimizer):
@@ -441,6 +480,13 @@ class RMSProp(Optimizer):
         buffer = self._buffer(state, "momentum_buffer", param) if self.momentum > 0.0 else empty
         _kernels.rmsprop_update(param.reshape(-1), grad.reshape(-1), square_avg, grad_avg, buffer,
                                 *scalars, self.centered)
+
+    def _kernel_arguments(self, param, state):
+        empty = _EMPTY[param.dtype]
+        square_avg = self._buffer(state, "square_avg", param)
+        grad_avg = self._buffer(state, "grad_avg", param) if self.centered else empty
+        buffer = self._buffer(state, "momentum_buffer", param) if self.momentum > 0.0 else empty
+        return _kernels.RMSPROP, square_avg, grad_avg, buffer, self.centered, False
 
 
 RMSprop = RMSProp
@@ -498,6 +544,13 @@ class Adam(Optimizer):
         _kernels.adam_update(param.reshape(-1), grad.reshape(-1), exp_avg, exp_avg_sq,
                              max_exp_avg_sq, *scalars, self.amsgrad)
 
+    def _kernel_arguments(self, param, state):
+        exp_avg = self._buffer(state, "exp_avg", param)
+        exp_avg_sq = self._buffer(state, "exp_avg_sq", param)
+        max_exp_avg_sq = (self._buffer(state, "max_exp_avg_sq", param) if self.amsgrad
+                          else _EMPTY[param.dtype])
+        return _kernels.ADAM, exp_avg, exp_avg_sq, max_exp_avg_sq, self.amsgrad, False
+
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (torch.optim.AdamW).
@@ -554,6 +607,11 @@ class Rprop(Optimizer):
         prev = self._buffer(state, "prev", param)
         step_size = self._buffer(state, "step_size", param, self.lr)
         _kernels.rprop_update(param.reshape(-1), grad.reshape(-1), prev, step_size, *scalars)
+
+    def _kernel_arguments(self, param, state):
+        prev = self._buffer(state, "prev", param)
+        step_size = self._buffer(state, "step_size", param, self.lr)
+        return _kernels.RPROP, prev, step_size, _EMPTY[param.dtype], False, False
 
 
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adagrad, RMSProp, Adam, AdamW, Rprop)}

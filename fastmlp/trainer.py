@@ -12,8 +12,9 @@ from . import __version__
 from ._validation import check_features, check_int, check_real
 from .callbacks import Callback, EarlyStopping
 from .io import FileFormatError, atomic_save_npz, load_npz
-from .kernels.cpu import network as net
+from ._layout import workspace_layout
 from .kernels.cpu.metrics import count_correct
+from .kernels.cpu.train import train_epoch
 from .losses import prepare_targets
 from .model import MLP
 from .optimizers import OPTIMIZERS, Adam, Optimizer
@@ -25,10 +26,6 @@ _FLAT_KEY = "params"
 
 class NonFiniteLossWarning(RuntimeWarning):
     """Training met a NaN/inf loss or gradient and stopped at the last finite state."""
-
-
-def _slice_rows(arr, start, stop):
-    return arr[start:stop] if arr.shape[0] else arr
 
 
 class Trainer:
@@ -131,15 +128,15 @@ class Trainer:
         return pick(train), pick(val)
 
     def _batches(self, n):
+        """(steps + 1,) int64 row boundaries of the batches of an epoch."""
         size = min(self.batch_size, n)
-        bounds = [(s, min(s + size, n)) for s in range(0, n, size)]
+        bounds = list(range(0, n, size)) + [n]
         has_bn = any(layer.batchnorm for layer in self.model.layers)
-        if has_bn and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
-            bounds[-2] = (bounds[-2][0], n)
-            bounds.pop()
-        if has_bn and bounds[0][1] - bounds[0][0] < 2:
+        if has_bn and len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+            del bounds[-2]  # a last batch of one row joins the previous batch
+        if has_bn and bounds[1] - bounds[0] < 2:
             raise ValueError("batchnorm needs at least 2 training samples per batch")
-        return bounds
+        return np.asarray(bounds, dtype=np.int64)
 
     # ----------------------------------------------------------------- training
     def _snapshot(self):
@@ -154,49 +151,48 @@ class Trainer:
         self.optimizer.load_state_dict(opt_state)
         self.model.dropout_step = step
 
+    def _epoch_buffers(self, X, labels, targets, bounds):
+        """Batch and workspace arrays for this data/batch layout, allocated once per fit."""
+        model = self.model
+        sizes = np.diff(bounds)
+        rows = int(sizes.max())
+        key = (X.shape[1], int(sizes[0]), int(sizes[-1]), rows, bool(labels.size),
+               targets.shape[1] if targets.shape[0] else 0)
+        cached = getattr(self, "_buffers_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        layer_int = model._layout.layer_int
+        ws_off_full, _ = workspace_layout(layer_int, int(sizes[0]))
+        ws_off_last, _ = workspace_layout(layer_int, int(sizes[-1]))
+        _, ws_size = workspace_layout(layer_int, rows)
+        buffers = (np.empty((rows, X.shape[1]), dtype=model.dtype),
+                   np.empty(rows if labels.size else 0, dtype=np.int64),
+                   np.empty((rows if targets.shape[0] else 0, targets.shape[1]), dtype=model.dtype),
+                   ws_off_full, ws_off_last, np.zeros(ws_size, dtype=model.dtype))
+        self._buffers_cache = (key, buffers)
+        return buffers
+
     def _run_epoch(self, X, labels, targets, code, bounds):
-        """One pass over the data; returns (loss, accuracy or None) or None on a non-finite step."""
-        model, lay = self.model, self.model._layout
+        """One pass over the data in one compiled call; returns (loss, accuracy or None), or None
+        when a step met a NaN/inf loss or gradient (no update was made by that step)."""
+        model, lay, opt = self.model, self.model._layout, self.optimizer
         n = X.shape[0]
         order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-        Xb_full = np.empty((bounds[0][1] - bounds[0][0] + 1, X.shape[1]), dtype=X.dtype)
-        params, grads, buffers = model._params, self._grads, model._buffers
-        flat_params, flat_grads = {_FLAT_KEY: params}, {_FLAT_KEY: grads}
-        total_loss = 0.0
-        correct = counted = 0
-        for start, stop in bounds:
-            rows = order[start:stop]
-            m = stop - start
-            Xb = np.take(X, rows, axis=0, out=Xb_full[:m]) if m <= Xb_full.shape[0] else X[rows]
-            lb = labels[rows] if labels.size else labels
-            tb = targets[rows] if targets.shape[0] else targets
-            ws_off, ws = model._workspace(m)
-            step = model.dropout_step
-            model.dropout_step += 1
-            loss = net.network_loss_and_grad(Xb, lb, tb, code, params, grads, buffers,
-                                             lay.layer_int, lay.layer_float, ws_off, ws, True, True,
-                                             model.seed, step, self.l1, self.l2)
-            if not math.isfinite(loss) or not np.isfinite(grads).all():
-                return None
-            if self.clip_norm is not None:
-                norm = float(np.sqrt(np.dot(grads, grads)))
-                if norm > self.clip_norm:
-                    grads *= self.clip_norm / (norm + 1e-6)
-            self.optimizer.step(flat_params, flat_grads)
-            total_loss += loss * m
-            last = lay.layer_int.shape[0] - 1
-            z = self._output_view(ws, ws_off, m, last)
-            c, k = count_correct(z, lb, tb, code)
-            correct += c
-            counted += k
-        return total_loss / n, (correct / counted if counted else None)
-
-    def _output_view(self, ws, ws_off, rows, last):
-        lay = self.model._layout
-        units = int(lay.layer_int[last, net.L_UNITS])
-        column = net.W_OUT if lay.layer_int[last, net.L_DROPOUT] else net.W_ACT
-        offset = int(ws_off[last, column])
-        return ws[offset:offset + rows * units].reshape(rows, units)
+        Xb, lb, tb, ws_off_full, ws_off_last, ws = self._epoch_buffers(X, labels, targets, bounds)
+        steps = bounds.shape[0] - 1
+        opt_code, s0, s1, s2, flag, init = opt.fused_arguments(_FLAT_KEY, model._params)
+        coefficients = opt.coefficient_table(_FLAT_KEY, steps, model.dtype)
+        done, total, correct, counted = train_epoch(
+            X, labels, targets, code, order.astype(np.int64), bounds, Xb, lb, tb, model._params,
+            self._grads, model._buffers, lay.layer_int, lay.layer_float, ws_off_full, ws_off_last,
+            ws, model.seed, model.dropout_step, self.l1, self.l2,
+            0.0 if self.clip_norm is None else self.clip_norm, opt_code, s0, s1, s2, flag, init,
+            coefficients)
+        opt.advance(_FLAT_KEY, done)
+        model.dropout_step += done
+        if done < steps:
+            return None
+        return total / n, (correct / counted if counted else None)
 
     def fit(self, X, y, validation_data=None, validation_split=None):
         """Train until ``self.epochs`` epochs are done (or a stop); returns ``self.history``.

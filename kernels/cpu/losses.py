@@ -16,6 +16,7 @@ Shapes: z, dz (B, C); integer labels (B,) int64; targets (B, C).
 
 import math
 
+import numpy as np
 from numba import njit
 
 from ..config import JIT
@@ -33,12 +34,12 @@ def _row_logsumexp(z, i):
     c = z.shape[1]
     m = math.inf * -1.0
     for j in range(c):
-        v = float(z[i, j])
+        v = np.float64(z[i, j])
         if v > m:
             m = v
     s = 0.0
     for j in range(c):
-        s += math.exp(float(z[i, j]) - m)
+        s += math.exp(np.float64(z[i, j]) - m)
     return m + math.log(s), m, s
 
 
@@ -50,9 +51,9 @@ def cross_entropy_forward_backward(dz, z, labels):
     for i in range(n):
         lse, m, s = _row_logsumexp(z, i)
         y = labels[i]
-        total += lse - float(z[i, y])
+        total += (m - np.float64(z[i, y])) + math.log(s)
         for j in range(c):
-            dz[i, j] = (math.exp(float(z[i, j]) - m) / s - (1.0 if j == y else 0.0)) / n
+            dz[i, j] = (math.exp(np.float64(z[i, j]) - m) / s - (1.0 if j == y else 0.0)) / n
     return total / n
 
 
@@ -65,12 +66,12 @@ def cross_entropy_probs_forward_backward(dz, z, targets):
         lse, m, s = _row_logsumexp(z, i)
         tsum = 0.0
         for j in range(c):
-            t = float(targets[i, j])
+            t = np.float64(targets[i, j])
             tsum += t
             if t != 0.0:
-                total += t * (lse - float(z[i, j]))
+                total += t * ((m - np.float64(z[i, j])) + math.log(s))
         for j in range(c):
-            dz[i, j] = (math.exp(float(z[i, j]) - m) / s * tsum - float(targets[i, j])) / n
+            dz[i, j] = (math.exp(np.float64(z[i, j]) - m) / s * tsum - np.float64(targets[i, j])) / n
     return total / n
 
 
@@ -81,8 +82,8 @@ def binary_cross_entropy_forward_backward(dz, z, targets):
     total = 0.0
     for i in range(n):
         for j in range(c):
-            v = float(z[i, j])
-            t = float(targets[i, j])
+            v = np.float64(z[i, j])
+            t = np.float64(targets[i, j])
             total += max(v, 0.0) - v * t + math.log1p(math.exp(-abs(v)))
             dz[i, j] = (stable_sigmoid(v) - t) / n
     return total / n
@@ -96,7 +97,7 @@ def mse_forward_backward(dz, z, targets):
     scale = 2.0 / (n * c)
     for i in range(n):
         for j in range(c):
-            d = float(z[i, j]) - float(targets[i, j])
+            d = np.float64(z[i, j]) - np.float64(targets[i, j])
             total += d * d
             dz[i, j] = scale * d
     return total / (n * c)
@@ -109,12 +110,12 @@ def hinge_forward_backward(dz, z, labels):
     total = 0.0
     for i in range(n):
         y = labels[i]
-        zy = float(z[i, y])
+        zy = np.float64(z[i, y])
         positive = 0
         for j in range(c):
             if j == y:
                 continue
-            margin = float(z[i, j]) - zy + 1.0
+            margin = np.float64(z[i, j]) - zy + 1.0
             if margin > 0.0:
                 total += margin
                 positive += 1

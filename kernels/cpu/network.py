@@ -102,6 +102,14 @@ def network_forward(X, params, buffers, layer_int, layer_float, ws_off, ws, trai
 
 
 @njit(**JIT)
+def network_output(ws, ws_off, layer_int, n, training):
+    """The (n, C) output of the last layer left in ws by the latest forward pass."""
+    last = layer_int.shape[0] - 1
+    column = W_OUT if training and layer_int[last, L_DROPOUT] else W_ACT
+    return _mat(ws, ws_off[last, column], n, layer_int[last, L_UNITS])
+
+
+@njit(**JIT)
 def network_penalty(params, layer_int, l1, l2):
     """l1 Σ|W| + l2 Σ W² over the weight matrices of every layer."""
     total = 0.0

@@ -247,3 +247,33 @@ def rprop_update(param, grad, prev, step_size, eta_minus, eta_plus, step_size_mi
         else:
             prev[i] = g
             param[i] = param[i] - np.sign(g) * step
+
+
+SGD = 0
+ADAGRAD = 1
+RMSPROP = 2
+ADAM = 3
+RPROP = 4
+N_COEFFICIENTS = 9
+
+
+@njit(**JIT)
+def optimizer_update(code, param, grad, s0, s1, s2, c, flag, init_buffer):
+    """One update by the kernel ``code`` (SGD, ADAGRAD, RMSPROP, ADAM, RPROP) for whole-step and
+    whole-epoch kernels.
+
+    s0, s1, s2: the variant's state arrays in the order of the kernel's arguments (empty when
+    unused); c (N_COEFFICIENTS,): the kernel's scalar arguments in order, in the arrays' dtype;
+    flag: nesterov (SGD), centered (RMSprop) or amsgrad (Adam); init_buffer: SGD's first step.
+    """
+    if code == SGD:
+        sgd_update(param, grad, s0, c[0], c[1], c[2], c[3], flag, init_buffer)
+    elif code == ADAGRAD:
+        adagrad_update(param, grad, s0, c[0], c[1], c[2])
+    elif code == RMSPROP:
+        rmsprop_update(param, grad, s0, s1, s2, c[0], c[1], c[2], c[3], c[4], c[5], flag)
+    elif code == ADAM:
+        adam_update(param, grad, s0, s1, s2, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8],
+                    flag)
+    else:
+        rprop_update(param, grad, s0, s1, c[0], c[1], c[2], c[3])

@@ -4,6 +4,7 @@ value = l1 Σ|W| + l2 Σ W²;  gradient dW += l1 sign(W) + 2 l2 W, with sign(0) 
 W and dW are arrays of any shape, flattened by the caller into 1-D contiguous views.
 """
 
+import numpy as np
 from numba import njit
 
 from ..config import JIT
@@ -15,7 +16,7 @@ def penalty_value(w, l1, l2):
     s1 = 0.0
     s2 = 0.0
     for k in range(w.shape[0]):
-        v = float(w[k])
+        v = np.float64(w[k])
         s1 += abs(v)
         s2 += v * v
     return l1 * s1 + l2 * s2

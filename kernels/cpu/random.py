@@ -24,7 +24,8 @@ _TWO_POW_MINUS_53 = 1.0 / 9007199254740992.0
 
 @njit(inline="always", **JIT)
 def mix64(z):
-    """SplitMix64 finalizer: a bijective avalanche of a uint64."""
+    """SplitMix64 finalizer: a bijective avalanche of a uint64 (shifts are logical: z is uint64)."""
+    z = np.uint64(z)
     z = (z ^ (z >> _S30)) * _MIX1
     z = (z ^ (z >> _S27)) * _MIX2
     return z ^ (z >> _S31)
@@ -41,5 +42,5 @@ def stream_key(seed, layer, step):
 @njit(inline="always", **JIT)
 def uniform(key, counter):
     """A float64 in [0, 1) from 53 random bits of mix64(key + (counter + 1)·golden)."""
-    z = mix64(key + (np.uint64(counter) + _ONE) * _GOLDEN)
+    z = mix64(np.uint64(key) + (np.uint64(counter) + _ONE) * _GOLDEN)
     return np.float64(z >> _S11) * _TWO_POW_MINUS_53

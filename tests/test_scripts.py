@@ -1,0 +1,101 @@
+"""Smoke tests of the experiment scripts in scripts/: ``--help`` and a ``--quick`` run of each,
+in a subprocess with a temporary output folder and the Agg matplotlib back end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("mnist1d")
+
+
+def run_script(name, *args, cwd=None, timeout=300):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, str(SCRIPTS / name), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def check_ok(proc):
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+
+
+def table_rows(stdout):
+    """The markdown table's body rows (after the header separator), as lists of cells."""
+    lines = [line for line in stdout.splitlines() if line.startswith("|")]
+    assert len(lines) >= 3, stdout
+    assert set(lines[1].replace("|", "").split()) <= {"---", "---:"}, lines[1]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+@pytest.mark.parametrize("name, words", [
+    ("optimizer_study.py", ["--epochs", "--seed", "--output", "--quick"]),
+    ("regularization_study.py", ["--epochs", "--seed", "--output", "--quick", "--n-jobs"]),
+    ("mnist1d_recipe.py", ["--seed", "--output", "--quick"]),
+])
+def test_help(name, words):
+    proc = run_script(name, "--help")
+    check_ok(proc)
+    assert proc.stdout.startswith("usage:")
+    for word in words:
+        assert word in proc.stdout
+
+
+def test_optimizer_study_quick(tmp_path):
+    out = tmp_path / "sub" / "opt.png"
+    proc = run_script("optimizer_study.py", "--quick", "--output", str(out), cwd=tmp_path)
+    check_ok(proc)
+    rows = table_rows(proc.stdout)
+    names = [row[0] for row in rows]
+    assert names == ["SGD", "SGD+momentum", "SGD+Nesterov", "Adagrad", "RMSProp", "Adam", "AdamW",
+                     "Rprop (full batch)"]
+    assert rows[-1][2] == "800"  # Rprop's batch is the whole (quick) training set
+    assert out.stat().st_size > 0
+    payload = json.loads(out.with_suffix(".json").read_text())
+    assert payload["quick"] is True and len(payload["results"]) == 8
+    for result in payload["results"]:
+        assert 0.0 <= result["test_accuracy"] <= 1.0
+        assert result["final_train_loss"] > 0
+        assert len(result["loss_curve"]) == result["epochs"]
+    assert payload["results"][-1]["updates"] == payload["results"][0]["updates"]
+
+
+def test_regularization_study_quick(tmp_path):
+    out = tmp_path / "reg.png"
+    proc = run_script("regularization_study.py", "--quick", "--n-jobs", "1", "--output", str(out),
+                      cwd=tmp_path)
+    check_ok(proc)
+    rows = table_rows(proc.stdout)
+    assert [row[0] for row in rows] == ["none", "dropout", "batchnorm", "L1", "L2", "elastic net",
+                                        "early stopping", "bagging"]
+    assert all(row[6].endswith("pp") for row in rows)
+    assert out.stat().st_size > 0
+    payload = json.loads(out.with_suffix(".json").read_text())
+    for result in payload["results"]:
+        assert result["gap"] == pytest.approx(result["train_accuracy"] - result["test_accuracy"])
+    assert len(payload["results"][-1]["member_test_accuracy"]) == 2
+
+
+def test_mnist1d_recipe_quick(tmp_path):
+    out = tmp_path / "recipe.png"
+    proc = run_script("mnist1d_recipe.py", "--quick", "--output", str(out), cwd=tmp_path)
+    check_ok(proc)
+    assert "paper recipe" in proc.stdout
+    assert "chosen recipe" in proc.stdout
+    rows = table_rows(proc.stdout)
+    assert len(rows) >= 2
+    assert out.stat().st_size > 0
+    payload = json.loads(out.with_suffix(".json").read_text())
+    assert 0.0 <= payload["paper_recipe"]["test_accuracy_mean"] <= 1.0
+    chosen = payload["search"]["chosen"]
+    best_val = max(c["val_accuracy"] for c in payload["search"]["candidates"])
+    assert chosen["val_accuracy"] == best_val  # chosen on validation, not on test
+    assert 0.0 <= payload["search"]["test_accuracy"] <= 1.0
