@@ -213,6 +213,7 @@ class _BaseMLP(BaseEstimator):
                               seed=int(self._rng.randint(_SEED_BOUND)))
             self._optimizer = self._make_optimizer()
             self._architecture = arch
+            self._inference = {}
             self.n_iter_ = 0
             self.history_ = {}
             self.loss_curve_ = []
@@ -277,12 +278,34 @@ class _BaseMLP(BaseEstimator):
         return [np.ascontiguousarray(p) for p in parts]
 
     # ----------------------------------------------------------------- prediction
+    def _inference_model(self):
+        """The network that predictions run on: ``model_`` itself when it is float64, otherwise a
+        float64 copy of it, refreshed from ``model_``'s current parameters on every call.
+
+        Evaluating in float64 makes each row's prediction independent of the other rows passed
+        with it (BLAS sums in a batch-size-dependent order, which shows at float32 precision).
+        """
+        model = self.model_
+        if model.dtype == np.float64:
+            return model
+        cache = self.__dict__.get("_inference")
+        cache = {} if cache is None else cache
+        config = dict(model.get_config(), dtype="float64")
+        shadow = cache.get("model")
+        if shadow is None or shadow.get_config() != config:
+            shadow = cache["model"] = MLP.from_config(config)
+        for key, value in model.params.items():
+            shadow.params[key][...] = value
+        for key, value in model.buffers.items():
+            shadow.buffers[key][...] = value
+        return shadow
+
     def _outputs(self, X):
         """Raw network outputs (n_samples, n_outputs) as float64."""
         check_is_fitted(self)
-        X = _validate_data(self, X, reset=False, dtype=self.model_.dtype)
+        X = _validate_data(self, X, reset=False, dtype=np.float64)
         X = _writeable(np.ascontiguousarray(X))
-        return self.model_.forward(X).astype(np.float64)
+        return self._inference_model().forward(X)
 
     # ----------------------------------------------------------------- protocol
     def __sklearn_tags__(self):
@@ -303,6 +326,8 @@ class _BaseMLP(BaseEstimator):
                                "arrays": model.state_arrays(),
                                "dropout_step": int(model.dropout_step),
                                "standardizer": model.standardizer}
+        if "_inference" in state:
+            state["_inference"] = {}  # rebuilt from model_ on the next prediction
         return state
 
     def __setstate__(self, state):
@@ -361,7 +386,10 @@ _PARAMETERS_DOC = """
         Continue training the fitted network in ``fit`` (same architecture, optimizer state
         kept) instead of starting anew.
     dtype : {"float32", "float64"}, default="float32"
-        Precision of the parameters and the computation.
+        Precision of the parameters and of training. Predictions (``predict``,
+        ``predict_proba``, ``score``) evaluate the network in float64 from these parameters, so a
+        row's prediction does not depend on the other rows passed with it; ``model_.forward``
+        evaluates in ``dtype``.
     shuffle : bool, default=True
         Reshuffle the training rows every epoch.
 """
