@@ -56,10 +56,17 @@ def check_features(X, n_features, dtype, name="X"):
 def cast_finite(arr, dtype, name):
     """C-contiguous ``arr`` as ``dtype``; ValueError when values overflow it (e.g. 1e300 → float32)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(arr, dtype=dtype)
+        out = writable_contiguous(arr, dtype)
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{name} contains NaN or inf (or values too large for {np.dtype(dtype).name})")
     return out
+
+
+def writable_contiguous(arr, dtype):
+    """C-contiguous, writable ``arr`` as ``dtype`` (a read-only array would make Numba compile a
+    second copy of every kernel, so it is copied)."""
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    return out if out.flags.writeable else out.copy()
 
 
 def check_int(value, name, minimum=None):

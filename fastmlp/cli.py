@@ -62,6 +62,8 @@ DEFAULT_OUTPUT = "fastmlp-run"
 DEFAULT_LR = {"sgd": 0.01, "adagrad": 0.01, "rmsprop": 0.01, "adam": 0.002, "adamw": 0.002,
               "rprop": 0.01}
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
+# --threads auto: one thread below this many multiply-adds in the largest layer's matrix product
+SMALL_NETWORK_MACS = 1 << 22
 STEP_GAMMA = 0.1          # --schedule step: lr × 0.1 ...
 STEP_FRACTION = 3         # ... every epochs/3 epochs
 PLATEAU_FACTOR = 0.1      # --schedule plateau: lr × 0.1 ...
@@ -146,16 +148,26 @@ def _positive_float(text):
     return value
 
 
+def _threads(text):
+    """``auto`` or a positive integer."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return _positive_int(text)
+
+
 def _fraction(text):
     """A number in [0, 1)."""
-    return _finite_float(text, minimum=0.0, maximum=1.0)
+    value = _finite_float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1); got {value:g}")
+    return value
 
 
 def _open_fraction(text):
     """A number in (0, 1)."""
-    value = _finite_float(text, minimum=0.0, maximum=1.0)
-    if value == 0.0:
-        raise argparse.ArgumentTypeError("expected a number in (0, 1); got 0")
+    value = _finite_float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1); got {value:g}")
     return value
 
 
@@ -166,9 +178,17 @@ def _activation_names():
     return tuple(ACTIVATIONS)
 
 
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line plus a pointer to ``--help``."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n"
+                              f"run '{self.prog} --help' to see the options\n")
+
+
 def build_parser():
     """The argparse parser of the ``fastmlp`` command (subcommand ``train``)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fastmlp",
         description="fastmlp: fast multilayer-perceptron training with Numba kernels.",
         epilog="Run 'fastmlp train --help' for the options of the train command.")
@@ -190,8 +210,10 @@ def build_parser():
             "        --target names the target column, the other columns are the features\n"
             "\n"
             "targets:\n"
-            "  cross_entropy, hinge   whole-number class labels (labels that are not 0..C-1\n"
-            "                         are mapped to 0..C-1; history.json lists the classes)\n"
+            "  cross_entropy, hinge   whole-number class labels; labels >= 0 are the class\n"
+            "                         indices (max label + 1 outputs); with negative labels\n"
+            "                         the sorted distinct labels become classes 0..C-1 and\n"
+            "                         history.json lists them under data.classes\n"
             "  binary_cross_entropy   0/1 targets (one sigmoid output); more than two classes\n"
             "                         train one sigmoid output per class (one-hot targets),\n"
             "                         and accuracy is then counted per output\n"
@@ -292,6 +314,12 @@ def build_parser():
     training.add_argument(
         "--clip-norm", type=_positive_float, metavar="NORM",
         help="rescale each gradient whose global L2 norm exceeds NORM (default: no clipping)")
+    training.add_argument(
+        "--threads", type=_threads, default="auto", metavar="N",
+        help=f"CPU threads for the matrix products and kernels, or 'auto': one thread when "
+             f"batch size x the largest layer's inputs x outputs is below "
+             f"{SMALL_NETWORK_MACS:,} (thread start-up then costs more than it saves), all cores "
+             f"otherwise; 1 is also fastest on a busy machine (default: auto)")
     training.add_argument(
         "--seed", type=_non_negative_int, default=0, metavar="N",
         help="seed of the weights, dropout masks, shuffling and data splits (default: 0)")
@@ -419,7 +447,7 @@ def read_csv(path, target):
             if header is None:
                 raise CLIError(f"{what} is empty")
             header = [name.strip() for name in header]
-            rows = []
+            rows, lines = [], []
             for row in reader:
                 if not row or all(not cell.strip() for cell in row):
                     continue  # blank line
@@ -427,6 +455,7 @@ def read_csv(path, target):
                     raise CLIError(f"{what}, line {reader.line_num}: {len(row)} fields, but the "
                                    f"header has {len(header)} columns")
                 rows.append(row)
+                lines.append(reader.line_num)
     except UnicodeDecodeError as exc:
         raise CLIError(f"{what} is not a UTF-8 text file ({exc.reason})") from None
     except csv.Error as exc:
@@ -453,10 +482,11 @@ def read_csv(path, target):
         except ValueError:
             for i, cell in enumerate(cells[:, j]):
                 if not _looks_numeric(cell):
-                    problem = "is empty (missing value)" if not cell.strip() else \
-                        f"holds {cell!r}"
+                    problem = "is empty (a missing value)" if not cell.strip() else \
+                        f"is {str(cell)!r}"
                     raise CLIError(
-                        f"{what}: column {name!r} is not numeric: data row {i + 1} {problem}; "
+                        f"{what}: column {name!r} is not numeric: its value on line {lines[i]} "
+                        f"{problem}; "
                         f"only numeric columns are supported (encode categories as numbers or "
                         f"drop the column)") from None
             raise
@@ -607,6 +637,22 @@ def build_schedule(args, monitor):
     return None
 
 
+def _max_threads():
+    import numba
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def choose_threads(requested, model, batch_size):
+    """Thread count for ``--threads`` (None: leave the library's default, all cores)."""
+    if requested != "auto":
+        return min(requested, _max_threads())
+    fan_in, largest = model.input_dim, 0
+    for layer in model.layers:
+        largest = max(largest, fan_in * layer.width)
+        fan_in = layer.units
+    return 1 if batch_size * largest < SMALL_NETWORK_MACS else None
+
+
 def _architecture(model):
     sizes = [model.input_dim] + [layer.units for layer in model.layers]
     return "-".join(map(str, sizes))
@@ -631,6 +677,13 @@ def _json_safe(value):
     return str(value)
 
 
+def _file_mode():
+    """Permission bits of a newly created file under the current umask (e.g. 0o644)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_json_atomic(path, document):
     """Write ``document`` as JSON to ``path`` via a temporary file and ``os.replace``."""
     path = Path(path)
@@ -641,6 +694,7 @@ def write_json_atomic(path, document):
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -650,8 +704,9 @@ def write_json_atomic(path, document):
         raise
 
 
-def write_curves(path, history, title):
-    """Plot loss (and accuracy) per epoch to ``path`` with matplotlib's Agg canvas.
+def write_curves(path, history, title, best_epoch=None):
+    """Plot loss (and accuracy) per epoch to ``path`` with matplotlib's Agg canvas; a dotted
+    line marks ``best_epoch`` (the epoch whose weights early stopping kept).
 
     Returns False, writing nothing, when matplotlib is not installed.
     """
@@ -672,11 +727,14 @@ def write_curves(path, history, title):
                 epochs = range(1, len(values) + 1)
                 ax.plot(epochs, [np.nan if v is None else v for v in values], style,
                         marker="o" if len(values) <= 1 else None, label=name)
+        if best_epoch:
+            ax.axvline(best_epoch, color="gray", linestyle=":", label=f"best epoch {best_epoch}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
-        if key == "loss" and all(v is not None and v > 0 for v in history.get("loss", [])):
+        losses = history.get("loss", []) + history.get("val_loss", [])
+        if key == "loss" and losses and all(v is not None and v > 0 for v in losses):
             ax.set_yscale("log")
     figure.suptitle(title)
     path = Path(path)
@@ -684,6 +742,7 @@ def write_curves(path, history, title):
     os.close(fd)
     try:
         figure.savefig(tmp, dpi=100, format="png")
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -727,25 +786,28 @@ def _print_table(metrics, out):
     print(f"  wall time: {metrics['wall_time_s']:.2f} s", file=out)
 
 
-def run_train(args, started):
-    """Carry out ``fastmlp train``; returns the exit status."""
-    import fastmlp as fm
-    from .trainer import NonFiniteLossWarning
+class Splits:
+    """The arrays a run trains and evaluates on, after splitting, casting and standardizing."""
 
-    out = sys.stdout
-    say = (lambda *a: None) if args.quiet else (lambda text: print(text, file=out, flush=True))
-    validation = args.validation_split
-    if validation is None:
-        validation = DEFAULT_VALIDATION_SPLIT if args.early_stopping is not None else 0.0
-    if args.early_stopping is not None and validation == 0.0:
+    def __init__(self, X_train, y_train, X_val, y_val, X_test, y_test, standardizer):
+        self.X_train, self.y_train = X_train, y_train
+        self.X_val, self.y_val = X_val, y_val
+        self.X_test, self.y_test = X_test, y_test
+        self.standardizer = standardizer
+
+
+def _validation_fraction(args):
+    fraction = args.validation_split
+    if fraction is None:
+        fraction = DEFAULT_VALIDATION_SPLIT if args.early_stopping is not None else 0.0
+    if args.early_stopping is not None and fraction == 0.0:
         raise CLIError("--early-stopping needs validation data; use a --validation-split above 0")
-    optimizer = build_optimizer(args)
-    folder = _prepare_output(args.output)
+    return fraction
 
-    data = load_dataset(args)
-    for note in data.notes:
-        print(f"note: {note}", file=sys.stderr)
-    prepare_targets(data, args.loss)
+
+def prepare_splits(args, data, validation):
+    """Cast to ``--dtype``, hold out the validation rows and fit/apply the Standardizer."""
+    from .preprocessing import Standardizer
     dtype = np.dtype(args.dtype)
     X_train = np.ascontiguousarray(data.X_train, dtype=dtype)
     X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
@@ -758,95 +820,138 @@ def run_train(args, started):
         X_train, y_train, X_val, y_val = _validation_split(X_train, y_train, validation, args.seed)
     standardizer = None
     if args.standardize:
-        standardizer = fm.Standardizer().fit(X_train)
+        standardizer = Standardizer().fit(X_train)
         X_train = standardizer.transform(X_train)
         X_test = standardizer.transform(X_test)
         if X_val is not None:
             X_val = standardizer.transform(X_val)
+    return Splits(X_train, y_train, X_val, y_val, X_test, y_test, standardizer)
 
-    model = build_model(args, X_train.shape[1], data.n_outputs)
-    early = None
-    if args.early_stopping is not None:
-        early = fm.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
-                                 restore_best=True)
-    schedule = build_schedule(args, "val_loss" if X_val is not None else "loss")
-    trainer = fm.Trainer(model, optimizer=optimizer, batch_size=args.batch_size,
-                         epochs=args.epochs, shuffle=True, seed=args.seed, l1=args.l1, l2=args.l2,
-                         early_stopping=early, lr_schedule=schedule, clip_norm=args.clip_norm,
-                         progress=not (args.quiet or args.no_progress))
 
-    kind = "classes" if model.is_classifier and model.loss != "binary_cross_entropy" else "outputs"
-    split = f"{X_train.shape[0]} train" + (f" / {X_val.shape[0]} validation"
-                                          if X_val is not None else "")
-    say(f"data: {data.name}, {split} / {X_test.shape[0]} test samples, {X_train.shape[1]} "
-        f"features, {data.n_outputs} {kind}")
-    extras = [args.activation] + (["batchnorm"] if args.batchnorm and len(model.layers) > 1
-                                  else []) \
-        + ([f"dropout {args.dropout:g}"] if args.dropout and len(model.layers) > 1 else [])
-    say(f"model: {_architecture(model)} ({', '.join(extras)}), {model.loss}, {model.dtype.name}, "
-        f"{model.n_params:,} parameters; {type(optimizer).__name__} lr {optimizer.lr:g}, "
-        f"batch {args.batch_size}, {args.epochs} epochs")
+def _describe(args, data, splits, model, optimizer):
+    """The two lines printed before training."""
+    kind = "classes" if model.loss in ("cross_entropy", "hinge") else "outputs"
+    sizes = f"{splits.X_train.shape[0]} train"
+    if splits.X_val is not None:
+        sizes += f" / {splits.X_val.shape[0]} validation"
+    sizes += f" / {splits.X_test.shape[0]} test samples"
+    hidden = len(model.layers) > 1
+    extras = [args.activation] if hidden else ["no hidden layer"]
+    if hidden and args.batchnorm:
+        extras.append("batchnorm")
+    if hidden and args.dropout:
+        extras.append(f"dropout {args.dropout:g}")
+    return (f"data: {data.name}, {sizes}, {splits.X_train.shape[1]} features, "
+            f"{data.n_outputs} {kind}",
+            f"model: {_architecture(model)} ({', '.join(extras)}), {model.loss}, "
+            f"{model.dtype.name}, {model.n_params:,} parameters; {type(optimizer).__name__} "
+            f"lr {optimizer.lr:g}, batch {args.batch_size}, {args.epochs} epochs")
 
-    fit_started = time.perf_counter()
+
+def _fit(trainer, splits):
+    """Train; returns the seconds taken. Non-finite-loss warnings become one stderr line."""
+    from .trainer import NonFiniteLossWarning
+    validation = None if splits.X_val is None else (splits.X_val, splits.y_val)
+    began = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonFiniteLossWarning)
-        trainer.fit(X_train, y_train,
-                    validation_data=None if X_val is None else (X_val, y_val))
-    fit_seconds = time.perf_counter() - fit_started
+        trainer.fit(splits.X_train, splits.y_train, validation_data=validation)
+    seconds = time.perf_counter() - began
     for warning in caught:
         if issubclass(warning.category, NonFiniteLossWarning):
             print(f"warning: {warning.message}", file=sys.stderr)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename,
                                  warning.lineno)
+    return seconds
 
-    train_metrics = trainer.evaluate(X_train, y_train)
-    test_metrics = trainer.evaluate(X_test, y_test)
+
+def final_metrics(trainer, splits, fit_seconds):
+    """Loss (and accuracy for classification) on every split, plus speed and stop details."""
+    model = trainer.model
     epochs_run = len(trainer.history.get("loss", []))
-    metrics = {
-        "train_loss": train_metrics["loss"], "train_accuracy": train_metrics.get("accuracy"),
-        "test_loss": test_metrics["loss"], "test_accuracy": test_metrics.get("accuracy"),
-        "epochs_run": epochs_run, "stop_reason": trainer.stop_reason,
-        "train_time_s": fit_seconds,
-        "samples_per_second": (X_train.shape[0] * epochs_run / fit_seconds
-                               if fit_seconds > 0 else None),
-    }
-    if early is not None:
-        metrics["best_epoch"] = early.best_epoch
-    if X_val is not None:
-        val_metrics = trainer.evaluate(X_val, y_val)
-        metrics["val_loss"] = val_metrics["loss"]
-        metrics["val_accuracy"] = val_metrics.get("accuracy")
-    if not model.is_classifier:
-        for key in ("train_accuracy", "test_accuracy", "val_accuracy"):
-            metrics.pop(key, None)
+    metrics = {}
+    parts = [("train", splits.X_train, splits.y_train), ("test", splits.X_test, splits.y_test)]
+    if splits.X_val is not None:
+        parts.append(("val", splits.X_val, splits.y_val))
+    for name, X, y in parts:
+        result = trainer.evaluate(X, y)
+        metrics[f"{name}_loss"] = result["loss"]
+        if model.is_classifier:
+            metrics[f"{name}_accuracy"] = result.get("accuracy")
+    metrics["epochs_run"] = epochs_run
+    metrics["stop_reason"] = trainer.stop_reason
+    if trainer.early_stopping is not None:
+        metrics["best_epoch"] = trainer.early_stopping.best_epoch
+    metrics["train_time_s"] = fit_seconds
+    metrics["samples_per_second"] = (splits.X_train.shape[0] * epochs_run / fit_seconds
+                                     if fit_seconds > 0 else None)
+    return metrics
 
-    model_path = folder / MODEL_FILE
-    model.save(model_path, standardizer=standardizer)
-    curves_path = folder / CURVES_FILE
-    plotted = write_curves(curves_path, trainer.history,
-                           f"{data.name}: {_architecture(model)} {model.loss}")
+
+def run_train(args, started):
+    """Carry out ``fastmlp train``; returns the exit status."""
+    import contextlib
+
+    import fastmlp as fm
+
+    out = sys.stdout
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=out, flush=True))
+    validation = _validation_fraction(args)
+    optimizer = build_optimizer(args)
+    optimizer_config = optimizer.get_config()  # before a schedule changes lr
+    folder = _prepare_output(args.output)
+
+    data = load_dataset(args)
+    for note in data.notes:
+        print(f"note: {note}", file=sys.stderr)
+    prepare_targets(data, args.loss)
+    splits = prepare_splits(args, data, validation)
+    model = build_model(args, splits.X_train.shape[1], data.n_outputs)
+    early = None
+    if args.early_stopping is not None:
+        early = fm.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
+                                 restore_best=True)
+    schedule = build_schedule(args, "val_loss" if splits.X_val is not None else "loss")
+    trainer = fm.Trainer(model, optimizer=optimizer, batch_size=args.batch_size,
+                         epochs=args.epochs, shuffle=True, seed=args.seed, l1=args.l1, l2=args.l2,
+                         early_stopping=early, lr_schedule=schedule, clip_norm=args.clip_norm,
+                         progress=not (args.quiet or args.no_progress))
+    for line in _describe(args, data, splits, model, optimizer):
+        say(line)
+
+    threads = choose_threads(args.threads, model, args.batch_size)
+    with contextlib.nullcontext() if threads is None else fm.num_threads(threads):
+        fit_seconds = _fit(trainer, splits)
+        metrics = final_metrics(trainer, splits, fit_seconds)
+
+    model.save(folder / MODEL_FILE, standardizer=splits.standardizer)
+    plotted = write_curves(folder / CURVES_FILE, trainer.history,
+                           f"{data.name}: {_architecture(model)} {model.loss}",
+                           best_epoch=early.best_epoch if early is not None else None)
     if not plotted:
         print(f"note: matplotlib is not installed, so {CURVES_FILE} was not written; "
               f"{PLOT_HINT} adds it", file=sys.stderr)
     metrics["wall_time_s"] = time.perf_counter() - started
+
     arguments = {k: v for k, v in vars(args).items() if k not in ("handler", "_argv")}
-    arguments["hidden"] = [layer.units for layer in model.layers[:-1]]
-    arguments["lr"] = optimizer.lr
-    arguments["validation_split"] = validation
-    arguments["test_size"] = args.test_size
+    arguments.update(hidden=[layer.units for layer in model.layers[:-1]],
+                     lr=optimizer_config["lr"], validation_split=validation)
+    metrics["threads"] = threads if threads is not None else _max_threads()
     document = {
         "fastmlp_version": __version__,
         "command": "train",
-        "argv": list(args._argv),
+        "argv": list(getattr(args, "_argv", [])),
         "args": arguments,
-        "data": {"dataset": data.name, "n_train": int(X_train.shape[0]),
-                 "n_validation": 0 if X_val is None else int(X_val.shape[0]),
-                 "n_test": int(X_test.shape[0]), "n_features": int(X_train.shape[1]),
+        "data": {"dataset": data.name, "n_train": int(splits.X_train.shape[0]),
+                 "n_validation": 0 if splits.X_val is None else int(splits.X_val.shape[0]),
+                 "n_test": int(splits.X_test.shape[0]),
+                 "n_features": int(splits.X_train.shape[1]),
                  "n_outputs": int(data.n_outputs), "classes": data.classes,
-                 "feature_names": data.feature_names, "standardized": standardizer is not None},
+                 "feature_names": data.feature_names,
+                 "standardized": splits.standardizer is not None},
         "model": model.get_config(),
-        "optimizer": optimizer.get_config(),
+        "optimizer": {"class": type(optimizer).__name__, **optimizer_config},
         "metrics": metrics,
         "history": trainer.history,
         "files": {"model": MODEL_FILE, "curves": CURVES_FILE if plotted else None},

@@ -69,13 +69,6 @@ def _fsync_folder(folder):
 
 def atomic_save_npz(path, arrays, meta):
     """Write ``arrays`` (str → ndarray) and the JSON-able ``meta`` to ``path`` atomically."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    name = os.path.basename(path)
-    if not name:
-        raise ValueError(f"path must name a file; got {path!r}")
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"folder {folder!r} does not exist")
     if META_KEY in arrays:
         raise ValueError(f"array name {META_KEY!r} is reserved")
     payload = {key: np.asarray(value, order="C") for key, value in arrays.items()}
@@ -83,11 +76,24 @@ def atomic_save_npz(path, arrays, meta):
         if value.dtype.kind == "O":
             raise TypeError(f"array {key!r} has dtype object, which cannot be saved without pickle")
     payload[META_KEY] = np.array(json.dumps(meta, sort_keys=True))
+    atomic_write(path, lambda handle: np.savez(handle, **_SAVEZ_OPTIONS, **payload))
+
+
+def atomic_write(path, write):
+    """Call ``write(binary file handle)`` on a temporary file beside ``path``, flush it to disk and
+    ``os.replace`` it onto ``path``: readers see the old file or the new one, never a part."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    if not name:
+        raise ValueError(f"path must name a file; got {path!r}")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"folder {folder!r} does not exist")
     remove_stale_temporaries(folder, name)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".fastmlp-tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **_SAVEZ_OPTIONS, **payload)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

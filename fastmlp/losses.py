@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_numeric_array, cast_finite, check_finite
+from ._validation import as_numeric_array, cast_finite, check_finite, writable_contiguous
 from .kernels.cpu import losses as kl
 
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse", "hinge")
@@ -42,7 +42,7 @@ def _check_labels(y, n_classes, name):
     if y.size and y.max() >= n_classes:
         raise ValueError(f"{name} holds class indices, which must be < {n_classes} (the number of "
                          f"network outputs); got {y.max()}")
-    return np.ascontiguousarray(y, dtype=np.int64)
+    return writable_contiguous(y, np.int64)
 
 
 def _check_probability_rows(y, n_classes, name):
@@ -94,8 +94,7 @@ def prepare_targets(loss, y, n_samples, n_outputs, dtype, name="y"):
                              f"{' or probability rows (n, C)' if loss == 'cross_entropy' else ''}; "
                              f"got shape {arr.shape}")
         _check_probability_rows(arr, n_outputs, name)
-        targets = np.ascontiguousarray(arr, dtype=dtype)
-        return _EMPTY_LABELS, targets, kl.CROSS_ENTROPY_PROBS
+        return _EMPTY_LABELS, cast_finite(arr, dtype, name), kl.CROSS_ENTROPY_PROBS
     arr = _as_columns(arr, n_outputs, name, loss)
     check_finite(arr, name)
     if loss == "binary_cross_entropy":

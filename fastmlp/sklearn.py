@@ -47,7 +47,6 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 _SEED_BOUND = np.iinfo(np.int32).max
 _OPTIMIZER_NAMES = tuple(sorted(name.lower() for name in OPTIMIZERS))
-_MODEL_STATE_KEY = "__fastmlp_model_state__"
 
 
 class _ValidationScore(Callback):
@@ -75,7 +74,8 @@ def _r2_from_outputs(z, targets):
 
 
 def _writeable(arr):
-    """``arr`` itself when writeable, otherwise a copy (the compiled kernels take writable arrays)."""
+    """``arr`` itself when writeable, otherwise a copy: a read-only array would make Numba
+    compile (seconds) a separate specialization of every kernel it reaches."""
     return arr if arr.flags.writeable else arr.copy()
 
 
@@ -183,7 +183,8 @@ class _BaseMLP(BaseEstimator):
 
     # ----------------------------------------------------------------- hooks for subclasses
     def _validate_targets(self, y, first, classes=None):
-        """(encoded targets for the model, number of network outputs)."""
+        """(encoded targets for the model, number of network outputs, fitted attributes to set
+        once training succeeds)."""
         raise NotImplementedError
 
     def _validation_scorer(self):
@@ -192,8 +193,7 @@ class _BaseMLP(BaseEstimator):
     # ----------------------------------------------------------------- fitting
     def _fit(self, X, y, partial, classes=None):
         arch = self._check_hyperparameters()
-        fitted = hasattr(self, "model_")
-        incremental = fitted and (partial or self.warm_start)
+        incremental = hasattr(self, "model_") and (partial or self.warm_start)
         if incremental and arch != self._architecture:
             raise ValueError(f"warm_start and partial_fit continue the fitted network, whose "
                              f"architecture {self._architecture} differs from the current "
@@ -202,38 +202,37 @@ class _BaseMLP(BaseEstimator):
         X, y = _validate_data(self, X, y, reset=not incremental, dtype=dtype,
                               **self._validate_y_kwargs())
         X = _writeable(np.ascontiguousarray(X))
-        targets, n_outputs = self._validate_targets(y, first=not incremental, classes=classes)
+        targets, n_outputs, target_attributes = self._validate_targets(
+            y, first=not incremental, classes=classes)
 
-        if not incremental:
-            self._rng = check_random_state(self.random_state)
+        # a fresh fit builds everything aside and sets the fitted attributes only once it trained
+        if incremental:
+            model, rng = self.model_, self._rng
+            if model.n_outputs != n_outputs:
+                raise ValueError(f"y has {n_outputs} targets but the fitted network has "
+                                 f"{model.n_outputs} outputs")
+            optimizer = self._optimizer
+            desired = self._make_optimizer()
+            optimizer.lr = desired.lr
+            if (type(desired) is not type(optimizer)
+                    or desired.get_config() != optimizer.get_config()):
+                optimizer = desired  # another optimizer or other hyper-parameters: fresh state
+            history = {key: list(values) for key, values in self.history_.items()}
+            n_iter, scores = self.n_iter_, list(self.validation_scores_ or [])
+        else:
+            rng = check_random_state(self.random_state)
             layers = [Dense(units, activation=arch["activation"], batchnorm=arch["batchnorm"],
                             dropout=arch["dropout"]) for units in arch["hidden"]]
             layers.append(Dense(n_outputs))
-            self.model_ = MLP(X.shape[1], layers, loss=self._loss, dtype=dtype,
-                              seed=int(self._rng.randint(_SEED_BOUND)))
-            self._optimizer = self._make_optimizer()
-            self._architecture = arch
-            self._inference = {}
-            self.n_iter_ = 0
-            self.history_ = {}
-            self.loss_curve_ = []
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
-            self.best_loss_ = None
-        else:
-            if self.model_.n_outputs != n_outputs:
-                raise ValueError(f"y has {n_outputs} targets but the fitted network has "
-                                 f"{self.model_.n_outputs} outputs")
-            desired = self._make_optimizer()
-            self._optimizer.lr = desired.lr
-            if (type(desired) is not type(self._optimizer)
-                    or desired.get_config() != self._optimizer.get_config()):
-                self._optimizer = desired
+            model = MLP(X.shape[1], layers, loss=self._loss, dtype=dtype,
+                        seed=int(rng.randint(_SEED_BOUND)))
+            optimizer = self._make_optimizer()
+            history, n_iter, scores = {}, 0, []
 
         early = bool(self.early_stopping) and not partial
         validation_data, stopper, callbacks = None, None, []
         if early:
-            X, X_val, targets, y_val = self._split_validation(X, targets)
+            X, X_val, targets, y_val = self._split_validation(X, targets, rng)
             validation_data = (X_val, y_val)
             stopper = EarlyStopping(monitor="val_loss", patience=int(self.patience),
                                     restore_best=True)
@@ -241,31 +240,37 @@ class _BaseMLP(BaseEstimator):
 
         n = X.shape[0]
         batch_size = min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
-        trainer = Trainer(self.model_, optimizer=self._optimizer, batch_size=batch_size,
+        trainer = Trainer(model, optimizer=optimizer, batch_size=batch_size,
                           epochs=1 if partial else int(self.epochs), shuffle=bool(self.shuffle),
-                          seed=int(self._rng.randint(_SEED_BOUND)), l1=float(self.l1),
+                          seed=int(rng.randint(_SEED_BOUND)), l1=float(self.l1),
                           l2=float(self.l2), early_stopping=stopper, callbacks=callbacks,
                           progress=bool(self.verbose))
-        history = trainer.fit(X, targets, validation_data=validation_data)
+        for key, values in trainer.fit(X, targets, validation_data=validation_data).items():
+            history.setdefault(key, []).extend(values)
 
-        for key, values in history.items():
-            self.history_.setdefault(key, []).extend(values)
-        self.n_iter_ += trainer.epoch
-        self.loss_curve_ = list(self.history_.get("loss", []))
+        for name, value in target_attributes.items():
+            setattr(self, name, value)
+        if not incremental:
+            self.model_, self._rng, self._architecture = model, rng, arch
+            self._inference = {}
+            self.best_validation_score_ = None
+        self._optimizer = optimizer
+        self.history_ = history
+        self.n_iter_ = n_iter + trainer.epoch
+        self.loss_curve_ = list(history.get("loss", []))
+        self.best_loss_ = float(min(self.loss_curve_)) if self.loss_curve_ else None
         if early:
-            scores = callbacks[0].scores
-            self.validation_scores_ = list(self.validation_scores_ or []) + scores
-            best_epoch = stopper.best_epoch
-            self.best_validation_score_ = (scores[best_epoch - 1] if best_epoch >= 1 and scores
-                                           else None)
-            self.best_loss_ = float(stopper.best) if best_epoch >= 1 else None
-        elif self.loss_curve_:
-            self.best_loss_ = float(min(self.loss_curve_))
+            self.validation_scores_ = scores + callbacks[0].scores
+            if stopper.best_epoch >= 1:
+                self.best_validation_score_ = callbacks[0].scores[stopper.best_epoch - 1]
+                self.best_loss_ = float(stopper.best)
+        elif not incremental:
+            self.validation_scores_ = None
         self._stop_reason = trainer.stop_reason
         return self
 
-    def _split_validation(self, X, targets):
-        seed = int(self._rng.randint(_SEED_BOUND))
+    def _split_validation(self, X, targets, rng):
+        seed = int(rng.randint(_SEED_BOUND))
         stratify = targets if self._loss == "cross_entropy" else None
         try:
             parts = train_test_split(X, targets, test_size=float(self.validation_fraction),
@@ -308,6 +313,9 @@ class _BaseMLP(BaseEstimator):
         return self._inference_model().forward(X)
 
     # ----------------------------------------------------------------- protocol
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "model_")
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # a fixed random_state gives identical fits (weights, shuffling, dropout masks)
@@ -317,29 +325,10 @@ class _BaseMLP(BaseEstimator):
         return tags
 
     def __getstate__(self):
-        # MLP keeps its params as views into one flat array (and cached workspaces); pickle would
-        # copy each view separately, so the model is stored as its config plus state arrays.
         state = dict(super().__getstate__())
-        model = state.get("model_")
-        if isinstance(model, MLP):
-            state["model_"] = {_MODEL_STATE_KEY: True, "config": model.get_config(),
-                               "arrays": model.state_arrays(),
-                               "dropout_step": int(model.dropout_step),
-                               "standardizer": model.standardizer}
         if "_inference" in state:
-            state["_inference"] = {}  # rebuilt from model_ on the next prediction
+            state["_inference"] = {}  # the float64 copy is rebuilt from model_ when needed
         return state
-
-    def __setstate__(self, state):
-        model = state.get("model_")
-        if isinstance(model, dict) and model.get(_MODEL_STATE_KEY):
-            state = dict(state)
-            rebuilt = MLP.from_config(model["config"])
-            rebuilt.load_state_arrays(model["arrays"], source="pickled estimator")
-            rebuilt.dropout_step = model["dropout_step"]
-            rebuilt.standardizer = model["standardizer"]
-            state["model_"] = rebuilt
-        super().__setstate__(state)
 
 
 _PARAMETERS_DOC = """
@@ -438,22 +427,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _validate_targets(self, y, first, classes=None):
         check_classification_targets(y)
         if first:
-            if classes is not None:
-                self.classes_ = unique_labels(classes)
-            else:
-                self.classes_ = unique_labels(y)
-            if len(self.classes_) < 2:
+            known = unique_labels(y if classes is None else classes)
+            if len(known) < 2:
                 raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in "
                                  f"the data, but the data contains only one class: "
-                                 f"{self.classes_[0]!r}")
-        elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
-            raise ValueError(f"classes={classes!r} is not the same as on the first call to "
-                             f"partial_fit: {self.classes_!r}")
-        unseen = np.setdiff1d(unique_labels(y), self.classes_)
+                                 f"{known[0]!r}")
+        else:
+            known = self.classes_
+            if classes is not None and not np.array_equal(unique_labels(classes), known):
+                raise ValueError(f"classes={classes!r} is not the same as on the first call to "
+                                 f"partial_fit: {known!r}")
+        unseen = np.setdiff1d(unique_labels(known, y), known)  # mixed label types raise here
         if unseen.size:
-            raise ValueError(f"y has classes {unseen!r} that are not in classes_ "
-                             f"{self.classes_!r}")
-        return np.searchsorted(self.classes_, y).astype(np.int64), len(self.classes_)
+            raise ValueError(f"y has classes {unseen!r} that are not in classes_ {known!r}")
+        encoded = np.searchsorted(known, y).astype(np.int64)
+        return encoded, len(known), {"classes_": known}
 
     def _validation_scorer(self):
         return _accuracy_from_logits
@@ -522,12 +510,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         if y.ndim == 2 and n_outputs == 0:
             raise ValueError("y has no targets (shape (n_samples, 0))")
-        self._y_ndim = y.ndim
-        targets = np.ascontiguousarray(y.reshape(y.shape[0], n_outputs),
-                                       dtype=resolve_dtype(self.dtype))
+        dtype = resolve_dtype(self.dtype)
+        with np.errstate(over="ignore"):
+            targets = np.ascontiguousarray(y.reshape(y.shape[0], n_outputs), dtype=dtype)
         if not np.all(np.isfinite(targets)):
-            raise ValueError(f"y contains values too large for {resolve_dtype(self.dtype).name}")
-        return _writeable(targets), n_outputs
+            raise ValueError(f"y contains values too large for {dtype.name}")
+        return _writeable(targets), n_outputs, {"_y_ndim": y.ndim}
 
     def _validation_scorer(self):
         return _r2_from_outputs

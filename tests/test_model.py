@@ -153,3 +153,13 @@ def test_extreme_logits_give_finite_exact_losses():
     value, grads = b.loss_and_grad(X, np.array([[0, 1], [1, 0]]))
     assert value == 2e4
     assert all(np.all(np.isfinite(g)) for g in grads.values())
+
+
+def test_read_only_inputs_are_accepted():
+    m = fm.MLP(3, [fm.Dense(2)], seed=0)
+    X = np.ones((4, 3), dtype=np.float32)
+    y = np.array([0, 1, 0, 1])
+    X.flags.writeable = False
+    y.flags.writeable = False
+    assert np.array_equal(m.forward(X), m.forward(X.copy()))
+    assert m.loss_and_grad(X, y)[0] == m.loss_and_grad(X.copy(), y.copy())[0]

@@ -74,19 +74,23 @@ def build_model(config, dtype, seed=0):
 class TrainerStep:
     """One training step on a fixed batch, exactly as :class:`fastmlp.Trainer` runs it.
 
-    The batch is validated once (``Trainer._prepare``); each call runs ``Trainer._run_epoch``
-    without shuffling over a data set of exactly one batch: one compiled forward + loss + backward
-    call for the whole network and one optimizer update of the flat parameter array, plus the
-    Trainer's per-step bookkeeping (row gather, finiteness check, accuracy count).
+    The batch is validated once (``Trainer._prepare``, ``Trainer._batches``); each call runs
+    ``Trainer._run_epoch`` without shuffling over a data set of exactly one batch, so it does what
+    the Trainer does for every step of an epoch: forward, loss, backward and the Adam update of
+    the flat parameter array, plus its per-step bookkeeping. The first call checks that exactly
+    one step was made.
     """
 
     def __init__(self, model, optimizer, X, y):
+        self.model = model
         self.trainer = fm.Trainer(model, optimizer, batch_size=X.shape[0], epochs=1,
                                   shuffle=False, progress=False)
         self.prepared = self.trainer._prepare(X, y)
         self.bounds = self.trainer._batches(X.shape[0])
-        if len(self.bounds) != 1:
-            raise AssertionError(f"expected one batch, got {len(self.bounds)}")
+        before = model.dropout_step
+        self()
+        if model.dropout_step - before != 1:
+            raise AssertionError(f"one call made {model.dropout_step - before} steps, not 1")
 
     def __call__(self):
         result = self.trainer._run_epoch(*self.prepared, self.bounds)
