@@ -27,7 +27,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .io import atomic_write
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -122,7 +122,8 @@ def _non_negative_int(text):
     return value
 
 
-def _finite_float(text, minimum=None, maximum=None, closed_max=False, name="value"):
+def _finite_float(text, minimum=None):
+    """A finite float, optionally >= ``minimum``. argparse type function."""
     try:
         value = float(text)
     except ValueError:
@@ -130,10 +131,7 @@ def _finite_float(text, minimum=None, maximum=None, closed_max=False, name="valu
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number; got {text!r}")
     if minimum is not None and value < minimum:
-        raise argparse.ArgumentTypeError(f"expected a number >= {minimum}; got {value:g}")
-    if maximum is not None and (value > maximum if closed_max else value >= maximum):
-        bound = "<=" if closed_max else "<"
-        raise argparse.ArgumentTypeError(f"expected a number {bound} {maximum}; got {value:g}")
+        raise argparse.ArgumentTypeError(f"expected a number >= {minimum:g}; got {value:g}")
     return value
 
 
@@ -142,9 +140,9 @@ def _non_negative_float(text):
 
 
 def _positive_float(text):
-    value = _finite_float(text, minimum=0.0)
-    if value == 0.0:
-        raise argparse.ArgumentTypeError("expected a number > 0; got 0")
+    value = _finite_float(text)
+    if value <= 0.0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0; got {value:g}")
     return value
 
 
@@ -449,7 +447,7 @@ def read_csv(path, target):
             header = [name.strip() for name in header]
             rows, lines = [], []
             for row in reader:
-                if not row or all(not cell.strip() for cell in row):
+                if not row:
                     continue  # blank line
                 if len(row) != len(header):
                     raise CLIError(f"{what}, line {reader.line_num}: {len(row)} fields, but the "
@@ -559,13 +557,13 @@ def prepare_targets(data, loss):
         raise CLIError(f"{what} has shape {y_train.shape}; --loss {loss} needs one class label "
                        f"per sample")
     both = np.concatenate([y_train, y_test])
+    if loss == "binary_cross_entropy" and both.min() >= 0 and both.max() <= 1:
+        data.n_outputs = 1  # 0/1 labels or probabilities: one sigmoid output
+        data.y_train, data.y_test = y_train.astype(np.float64), y_test.astype(np.float64)
+        return
     _whole_numbers(both, what, loss)
     labels = both.astype(np.int64)
     values = np.unique(labels)
-    if loss == "binary_cross_entropy" and values.size <= 2 and np.all(np.isin(values, (0, 1))):
-        data.n_outputs = 1
-        data.y_train, data.y_test = y_train.astype(np.float64), y_test.astype(np.float64)
-        return
     if values.size < 2:
         raise CLIError(f"{what} has a single class ({values[0]}); classification needs at least "
                        f"two")
@@ -677,31 +675,12 @@ def _json_safe(value):
     return str(value)
 
 
-def _file_mode():
-    """Permission bits of a newly created file under the current umask (e.g. 0o644)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_json_atomic(path, document):
-    """Write ``document`` as JSON to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    text = json.dumps(_json_safe(document), indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``document`` as JSON to ``path`` via a temporary file and ``os.replace``: readers
+    see the previous file or the new one, never a part. NaN/inf become null."""
+    data = (json.dumps(_json_safe(document), indent=2, allow_nan=False) + "\n").encode("utf-8")
+
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def write_curves(path, history, title, best_epoch=None):
@@ -737,19 +716,8 @@ def write_curves(path, history, title, best_epoch=None):
         if key == "loss" and losses and all(v is not None and v > 0 for v in losses):
             ax.set_yscale("log")
     figure.suptitle(title)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.png")
-    os.close(fd)
-    try:
-        figure.savefig(tmp, dpi=100, format="png")
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(path, lambda handle: figure.savefig(handle, dpi=100, format="png"))
     return True
 
 

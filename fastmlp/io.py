@@ -79,6 +79,20 @@ def atomic_save_npz(path, arrays, meta):
     atomic_write(path, lambda handle: np.savez(handle, **_SAVEZ_OPTIONS, **payload))
 
 
+def _give_usual_mode(fd, path):
+    """mkstemp creates 0600 files: give the new file the mode of the one it replaces, or the mode
+    a new file gets under the umask."""
+    if not hasattr(os, "fchmod"):
+        return
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.fchmod(fd, mode)
+
+
 def atomic_write(path, write):
     """Call ``write(binary file handle)`` on a temporary file beside ``path``, flush it to disk and
     ``os.replace`` it onto ``path``: readers see the old file or the new one, never a part."""
@@ -92,6 +106,7 @@ def atomic_write(path, write):
     remove_stale_temporaries(folder, name)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".fastmlp-tmp")
     try:
+        _give_usual_mode(fd, path)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()

@@ -76,12 +76,13 @@ def build_model(seed):
 
 
 def hyper_string(optimizer):
-    """The optimizer's hyper-parameters that differ from its class defaults (lr always)."""
+    """lr, any non-zero weight_decay, and the hyper-parameters that differ from the class defaults."""
     config = optimizer.get_config()
     defaults = type(optimizer)().get_config()
     parts = [f"lr={config['lr']:g}"]
     for key, value in config.items():
-        if key != "lr" and defaults.get(key) != value:
+        shown = defaults.get(key) != value or (key == "weight_decay" and value)
+        if key != "lr" and shown:
             parts.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
     return ", ".join(parts)
 
@@ -228,7 +229,8 @@ def main(argv=None):
         "study": "optimizer_study", "dataset": "mnist1d", "n_train": n_train, "n_test": n_test,
         "architecture": "40-100-100-10 relu", "batch_size": BATCH_SIZE, "epochs": args.epochs,
         "seed": args.seed, "quick": args.quick, "fastmlp_version": fm.__version__,
-        "cpu_count": os.cpu_count(), "results": results,
+        "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
+        "results": results,
     }
     json_path.write_text(json.dumps(payload, indent=2))
     print(f"\nplot: {output}\njson: {json_path}")

@@ -267,7 +267,8 @@ def main(argv=None):
         "n_validation": n_val, "n_test": n_test, "architecture": "40-100-100-10 relu",
         "optimizer": f"Adam(lr={LEARNING_RATE:g})", "batch_size": BATCH_SIZE,
         "epochs": args.epochs, "seed": args.seed, "n_jobs": args.n_jobs, "quick": args.quick,
-        "fastmlp_version": fm.__version__, "cpu_count": os.cpu_count(), "results": results,
+        "fastmlp_version": fm.__version__, "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(), "results": results,
     }
     json_path.write_text(json.dumps(payload, indent=2))
     print(f"\nplot: {output}\njson: {json_path}")

@@ -73,7 +73,7 @@ def test_defaults_reach_97_percent_on_digits_and_write_all_files(default_run):
     doc = read_history(folder)
     assert doc["metrics"]["test_accuracy"] >= 0.97
     assert doc["args"]["dataset"] == "digits"
-    assert not [p for p in os.listdir(folder) if p.endswith(".tmp")]  # no temporary files left
+    assert sorted(os.listdir(folder)) == ["curves.png", "history.json", "model.npz"]
 
 
 def test_history_json_content(default_run):
@@ -161,11 +161,12 @@ def test_python_dash_m_in_a_subprocess(tmp_path):
 
 def test_csv_with_target_column(tmp_path, capsys):
     X, y = blobs()
-    rows = [[*map(repr, x), int(label)] for x, label in zip(X, y)]
+    rows = [[*(float(v) for v in x), int(label)] for x, label in zip(X, y)]
     path = write_csv(tmp_path / "data.csv", ["f0", "f1", "f2", "f3", "f4", "class"], rows)
     folder = tmp_path / "out"
     code, out, err = run(["train", "--dataset", path, "--target", "class", "--test-size", 0.25,
-                          "--hidden", "16", "--epochs", "15", "--output", folder], capsys)
+                          "--hidden", "16", "--epochs", "20", "--batch-size", "16", "--lr", "0.01",
+                          "--output", folder], capsys)
     assert code == 0, err
     assert "accuracy" in out
     doc = read_history(folder)
@@ -229,6 +230,19 @@ def test_negative_labels_are_mapped_to_classes(tmp_path, capsys):
     assert code == 0, err
     doc = read_history(folder)
     assert doc["data"]["classes"] == [-1, 1] and doc["data"]["n_outputs"] == 2
+
+
+def test_binary_targets_use_one_sigmoid_output(tmp_path, capsys):
+    X, y = blobs(n=120, n_classes=2)
+    path = tmp_path / "binary.npz"
+    soft = np.clip(y + np.random.default_rng(0).uniform(-0.2, 0.2, size=y.shape), 0, 1)
+    np.savez(path, X=X, y=soft)
+    folder = tmp_path / "out"
+    code, _, err = run(["train", "--dataset", path, "--loss", "binary_cross_entropy", *FAST,
+                        "--output", folder], capsys)
+    assert code == 0, err
+    doc = read_history(folder)
+    assert doc["data"]["n_outputs"] == 1 and "test_accuracy" in doc["metrics"]
 
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "mse", "hinge"])

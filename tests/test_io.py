@@ -174,3 +174,16 @@ def test_standardizer_is_saved_with_the_model(tmp_path):
     assert fm.MLP.load(tmp_path / "plain.npz").standardizer is None
     with pytest.raises(ValueError, match="fitted on 3 features"):
         model.save(tmp_path / "bad.npz", standardizer=fm.Standardizer().fit(X[:, :3]))
+
+
+def test_saved_files_follow_the_umask_and_keep_an_existing_mode(tmp_path):
+    model, _ = make_model("float32")
+    old = os.umask(0o022)
+    try:
+        model.save(tmp_path / "m.npz")
+        assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o644
+        os.chmod(tmp_path / "m.npz", 0o600)
+        model.save(tmp_path / "m.npz")
+        assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

@@ -25,7 +25,8 @@ def run_script(name, *args, cwd=None, timeout=300):
 
 
 def check_ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 0, (f"exit {proc.returncode}\nstdout:\n{proc.stdout}\n"
+                                  f"stderr:\n{proc.stderr}")
 
 
 def table_rows(stdout):
