@@ -1,13 +1,13 @@
 """Whether the CUDA back end can run here, and why not when it cannot.
 
 ``cuda_status()`` answers ``(available, reason)`` without raising and without printing a driver
-traceback. It checks, in order: that ``numba.cuda`` imports (from the ``numba-cuda`` package, which
-``pip install "fastmlp[cuda]"`` brings, or from numba's deprecated built-in CUDA target); whether the
-CUDA simulator is enabled (``NUMBA_ENABLE_CUDASIM=1`` before numba is imported — counted as
-available, since the kernels run, slowly, in Python: the mode used by the tests on machines without
-a GPU); that the driver finds a GPU; and that a one-element kernel compiles and runs on it (which
-also catches a missing NVVM/toolkit). The answer is computed once per process; the CUDA mode of a
-process is fixed when ``numba.cuda`` is first imported.
+traceback. It checks, in order: that ``numba.cuda`` imports (from the ``numba-cuda`` package,
+which ``pip install "fastmlp[cuda]"`` brings, or from numba's deprecated built-in CUDA target);
+whether the CUDA simulator is enabled (``NUMBA_ENABLE_CUDASIM=1`` before numba.cuda is imported;
+counted as available, since the kernels run, slowly, in Python: the mode the tests use on machines
+without a GPU); that the driver finds a GPU; and that a one-element kernel compiles and runs on it
+(which also catches a missing NVVM/toolkit). The answer is computed once per process; the CUDA
+mode of a process is fixed when ``numba.cuda`` is first imported.
 
 ``require_cuda()`` raises :class:`CudaUnavailableError` with that reason, for ``device="cuda"``.
 ``driver_gpu_count()`` asks the CUDA driver library directly (ctypes; numba.cuda is not imported),

@@ -11,7 +11,8 @@ from . import __version__
 from ._layout import ArrayViews, build_layout, views, workspace_layout
 from ._validation import check_features, check_int, check_real, resolve_dtype
 from .initializers import INITIALIZERS, INITS
-from .io import atomic_save_npz, load_npz, FileFormatError
+from .cuda_support import require_cuda
+from .io import FileFormatError, atomic_save_npz, load_npz
 from .kernels.cpu import network as net
 from .layers import RELU_FAMILY, Dense
 from .preprocessing import Standardizer
@@ -92,8 +93,9 @@ class MLP:
         if not isinstance(device, str) or device not in DEVICES:
             raise ValueError(f"device must be 'cpu' or 'cuda'; got {device!r}")
         if device == "cuda":
-            raise ValueError("device='cuda' is not available in this version of fastmlp; "
-                             "use device='cpu'")
+            require_cuda()  # CudaUnavailableError saying what is missing
+            raise ValueError("device='cuda': training on the GPU is not available in this version "
+                             "of fastmlp (its CUDA kernels are); use device='cpu'")
         self.device = device
         if not isinstance(init, str) or init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")

@@ -45,7 +45,11 @@ so that a sample lasts at least ``--min-time`` seconds; the table shows the medi
 
 Thread settings are not changed: each library runs with the threads it picks by itself; the
 report lists what it uses (torch.get_num_threads, numba.get_num_threads, and the BLAS/OpenMP
-pools that threadpoolctl sees, when it is installed).
+pools that threadpoolctl sees, when it is installed). ``--threads N`` is an explicit opt-in that
+forces every library to N threads (through the workers' environment) and pins each worker to N
+cores (sched_setaffinity, which XLA's pools follow), for comparisons on a
+machine that other processes share: there, pools of spinning BLAS/OpenMP threads can make small
+steps orders of magnitude slower, and a single thread per library gives steadier numbers.
 
 Examples::
 
@@ -53,6 +57,7 @@ Examples::
     python scripts/bench_compare.py --quick               # smallest configuration, few repeats
     python scripts/bench_compare.py --configs small,medium --repeats 9 --output bench.md
     python scripts/bench_compare.py --configs 100-64-3:16 --frameworks fastmlp,torch
+    python scripts/bench_compare.py --threads 1           # every library single-threaded
 """
 
 from __future__ import annotations
@@ -497,8 +502,20 @@ def thread_report(framework):
 
 # ------------------------------------------------------------------------------ worker
 
+def pin_to_cores(n):
+    """Restrict this process (and the threads it starts later) to n of its allowed cores, so that
+    libraries that size their pools from the visible cores (XLA) follow --threads too."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    chosen = set(allowed[:n])
+    os.sched_setaffinity(0, chosen)
+    return sorted(chosen)
+
+
 def run_worker(args):
     framework = args.worker
+    pinned = pin_to_cores(args.threads) if args.threads is not None else None
     result = {"framework": framework, "available": True, "notes": [], "configs": {},
               "threads": ""}
     try:
@@ -544,6 +561,8 @@ def run_worker(args):
                 result["threads"] = thread_report(framework)
             except Exception as exc:  # noqa: BLE001
                 result["threads"] = f"unknown ({exc})"
+            if pinned is not None:
+                result["threads"] += f"; process pinned to cores {pinned}"
     print(RESULT_MARKER + json.dumps(result), flush=True)
     return 0
 
@@ -589,6 +608,11 @@ def spawn_worker(framework, args):
 def _median_us(entry, key):
     values = entry.get(key) if entry else None
     return statistics.median(values) * 1e6 if values else None
+
+
+def _min_us(entry, key):
+    values = entry.get(key) if entry else None
+    return min(values) * 1e6 if values else None
 
 
 def _fmt_us(value):
@@ -637,7 +661,7 @@ def render(results, configs, args, started, load_start, load_end, wall_s):
         lines.append(f"- Threads: FORCED to {args.threads} for every library by --threads "
                      f"(environment variables OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS"
                      f"{', XLA Eigen pool off' if args.threads == 1 else ''}, "
-                     f"torch.set_num_threads)")
+                     f"torch.set_num_threads, each worker pinned to {args.threads} core(s))")
     lines.append(f"- Each framework in its own worker process; whole run {wall_s:.0f} s")
     lines.append("")
 
@@ -661,10 +685,10 @@ def render(results, configs, args, started, load_start, load_end, wall_s):
     for cfg in configs:
         lines.append(f"## {cfg}")
         lines.append("")
-        lines.append("| framework | step (µs) | step ÷ floor | epoch (µs) | epoch ÷ floor | "
-                     "µs per step in epoch | eager ÷ this, step | eager ÷ this, epoch | "
-                     "first step (s) |")
-        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        lines.append("| framework | step (µs) | best step sample (µs) | step ÷ floor | epoch (µs) | "
+                     "epoch ÷ floor | µs per step in epoch | eager ÷ this, step | "
+                     "eager ÷ this, epoch | first step (s) |")
+        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         floor_entry = results.get("floor", {}).get("configs", {}).get(cfg)
         eager_entry = results.get("torch", {}).get("configs", {}).get(cfg)
         floor_step, floor_epoch = _median_us(floor_entry, "step_s"), _median_us(floor_entry,
@@ -675,15 +699,16 @@ def render(results, configs, args, started, load_start, load_end, wall_s):
             res = results[f]
             entry = res["configs"].get(cfg)
             if not res.get("available", True):
-                lines.append(f"| {label[f]} | skipped: not installed | | | | | | | |")
+                lines.append(f"| {label[f]} | skipped: not installed | | | | | | | | |")
                 continue
             if not entry or "error" in entry:
                 why = entry["error"] if entry else "no result"
-                lines.append(f"| {label[f]} | failed: {why.replace('|', '/')[:120]} | | | | | | | |")
+                lines.append(f"| {label[f]} | failed: {why.replace('|', '/')[:120]} | | | | | | | | |")
                 continue
             step, epoch = _median_us(entry, "step_s"), _median_us(entry, "epoch_s")
             lines.append("| " + " | ".join([
-                label[f], _fmt_us(step), _fmt_ratio(_ratio(step, floor_step)), _fmt_us(epoch),
+                label[f], _fmt_us(step), _fmt_us(_min_us(entry, "step_s")),
+                _fmt_ratio(_ratio(step, floor_step)), _fmt_us(epoch),
                 _fmt_ratio(_ratio(epoch, floor_epoch)),
                 _fmt_us(epoch / args.epoch_steps if epoch is not None else None),
                 _fmt_ratio(_ratio(eager_step, step)), _fmt_ratio(_ratio(eager_epoch, epoch)),
@@ -702,6 +727,8 @@ def render(results, configs, args, started, load_start, load_end, wall_s):
     notes.append("step ÷ floor: time over the GEMM-only floor's time (1× = nothing but the matrix "
                  "products); eager ÷ this: PyTorch eager's time over this row's (> 1: faster than "
                  "PyTorch eager)")
+    notes.append("best step sample: the fastest of the step samples (each a mean of k steps), "
+                 "a guide when other processes share the machine")
     notes.append("first step: seconds to build the model and run its first step (JIT / trace / "
                  "compile included; Numba loads cached kernels when its cache is warm)")
     lines.append("## Notes")
@@ -748,7 +775,8 @@ def build_parser():
     parser.add_argument("--threads", type=int, default=None,
                         help="force every library to this many threads (OMP/OpenBLAS/MKL/Numba "
                              "environment variables, torch.set_num_threads, XLA's Eigen pool off "
-                             "for 1); default: leave each library's own choice alone")
+                             "for 1) and pin each worker process to that many cores; default: "
+                             "leave each library's own choice alone")
     parser.add_argument("--worker-timeout", type=float, default=None,
                         help="seconds one framework may take for all configurations "
                              "(default 1800; 600 quick)")

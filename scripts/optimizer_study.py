@@ -14,8 +14,12 @@ samples with each optimizer in turn:
   (``epochs`` x 40), which means 40 times as many passes over the data; its wall time shows the
   cost.
 
-The learning rates are fixed, commonly used values for each rule that train this network well
-(listed in the table); they were not tuned on the test set.
+The learning rates (listed in the table) come from a coarse sweep in steps of about 3x, scored
+by validation accuracy after 40 epochs on a 3200/800 split of the training set (never on the test
+set); the best rates sit at the upper end of the usual ranges (Adam's 1e-2 is also the paper's).
+The three SGD variants share one effective step: lr 0.3 for plain SGD, lr 0.03 with momentum 0.9
+(lr / (1 - momentum) = 0.3); plain SGD also trained stably at lr 1.0. Rprop's lr is its initial
+per-weight step (its sweep over 1e-3..3e-2 barely mattered).
 
 For each optimizer it reports the final training loss (mean cross-entropy over the whole training
 set, evaluation mode, after training), the test accuracy on the 1000 test samples and the training
@@ -25,7 +29,7 @@ included, to a JSON file beside it (same name, ``.json``).
 
 Run
 ---
-    python scripts/optimizer_study.py                       # full study, ~2-3 min on 2 cores
+    python scripts/optimizer_study.py                       # full study, 1-3 min on 2 cores
     python scripts/optimizer_study.py --epochs 50 --seed 1 --output out/opt.png
     python scripts/optimizer_study.py --quick               # a few seconds: CI smoke run
 
@@ -51,20 +55,20 @@ import fastmlp as fm
 
 HIDDEN = (100, 100)
 BATCH_SIZE = 100
-DEFAULT_EPOCHS = 100
+DEFAULT_EPOCHS = 60
 QUICK_EPOCHS = 3
 QUICK_TRAIN_ROWS = 800
 QUICK_TEST_ROWS = 500
 
 # (name, optimizer factory, full_batch)
 OPTIMIZERS = (
-    ("SGD", lambda: fm.SGD(lr=0.1), False),
-    ("SGD+momentum", lambda: fm.SGD(lr=0.01, momentum=0.9), False),
-    ("SGD+Nesterov", lambda: fm.SGD(lr=0.01, momentum=0.9, nesterov=True), False),
-    ("Adagrad", lambda: fm.Adagrad(lr=0.05), False),
-    ("RMSProp", lambda: fm.RMSProp(lr=1e-3), False),
-    ("Adam", lambda: fm.Adam(lr=1e-3), False),
-    ("AdamW", lambda: fm.AdamW(lr=1e-3, weight_decay=1e-2), False),
+    ("SGD", lambda: fm.SGD(lr=0.3), False),
+    ("SGD+momentum", lambda: fm.SGD(lr=0.03, momentum=0.9), False),
+    ("SGD+Nesterov", lambda: fm.SGD(lr=0.03, momentum=0.9, nesterov=True), False),
+    ("Adagrad", lambda: fm.Adagrad(lr=0.1), False),
+    ("RMSProp", lambda: fm.RMSProp(lr=3e-3), False),
+    ("Adam", lambda: fm.Adam(lr=1e-2), False),
+    ("AdamW", lambda: fm.AdamW(lr=1e-2, weight_decay=1e-2), False),
     ("Rprop", lambda: fm.Rprop(lr=1e-3), True),
 )
 

@@ -2,9 +2,11 @@
 
 What it measures
 ----------------
-The MNIST-1D paper's MLP (40-100-100-10, ReLU) trained with Adam (lr 1e-3, batch 100) overfits
-the 4000 MNIST-1D training samples badly: it reaches ~100% training accuracy while the test
-accuracy stays in the 60s. This script trains it with
+An MLP 40-256-256-10 with ReLU, trained with the MNIST-1D paper's optimizer settings (Adam,
+lr 1e-2, batch 100, constant rate), overfits the MNIST-1D training samples badly: it reaches
+100% training accuracy while the test accuracy stays in the 60s. (The width is that of the
+paper's MLP, 100, raised to 256: regularization matters more, and helps more, for the wider
+network.) This script trains it for ``--epochs`` epochs with
 
 - no regularization,
 - dropout (p = DROPOUT on both hidden layers),
@@ -24,7 +26,7 @@ mode (no dropout, running batchnorm statistics) on the 3600 training rows. All r
 seed, so the unregularized run and every Bagging member start from reproducible weights.
 
 Output: a markdown table on stdout, a figure (``--output``, default regularization_study.png)
-with train/test accuracy bars and the validation-loss curves, and a JSON of the numbers beside it
+with train/test accuracy bars and the per-epoch validation accuracy, and a JSON of the numbers beside it
 (same name, ``.json``).
 
 Run
@@ -50,9 +52,9 @@ import numpy as np
 
 import fastmlp as fm
 
-HIDDEN = (100, 100)
+HIDDEN = (256, 256)
 BATCH_SIZE = 100
-LEARNING_RATE = 1e-3
+LEARNING_RATE = 1e-2
 DEFAULT_EPOCHS = 100
 QUICK_EPOCHS = 3
 VALIDATION_ROWS = 400
@@ -61,8 +63,8 @@ QUICK_TRAIN_ROWS, QUICK_VALIDATION_ROWS, QUICK_TEST_ROWS = 800, 200, 500
 # strengths chosen on the validation split
 DROPOUT = 0.2
 L1 = 1e-4
-L2 = 1e-3
-ELASTIC = (5e-5, 5e-4)
+L2 = 1e-4
+ELASTIC = (5e-5, 5e-5)
 PATIENCE = 10
 N_ESTIMATORS = 5
 QUICK_ESTIMATORS = 2
@@ -133,6 +135,7 @@ def run_single(options, data, epochs, seed):
         "val_accuracy": accuracy(model, X_val, y_val),
         "test_accuracy": accuracy(model, X_test, y_test),
         "wall_time_s": wall,
+        "val_accuracy_curve": [float(v) for v in history["val_accuracy"]],
         "val_loss_curve": [float(v) for v in history["val_loss"]],
         "train_loss_curve": [float(v) for v in history["loss"]],
     }
@@ -155,6 +158,7 @@ def run_bagging(options, data, epochs, seed, n_jobs):
         "test_accuracy": accuracy(ensemble, X_test, y_test),
         "member_test_accuracy": member_test,
         "wall_time_s": wall,
+        "val_accuracy_curve": [],
         "val_loss_curve": [],
         "train_loss_curve": [],
     }
@@ -191,13 +195,16 @@ def plot(results, path, title):
     ax_bar.legend()
     ax_bar.grid(True, axis="y", alpha=0.3)
     for r in results:
-        if r["val_loss_curve"]:
-            epochs = np.arange(1, len(r["val_loss_curve"]) + 1)
-            ax_curve.plot(epochs, r["val_loss_curve"], label=r["method"])
+        if r["val_accuracy_curve"]:
+            epochs = np.arange(1, len(r["val_accuracy_curve"]) + 1)
+            ax_curve.plot(epochs, 100 * np.asarray(r["val_accuracy_curve"]), label=r["method"],
+                          linewidth=1)
+        elif r["method"] == "bagging":
+            ax_curve.axhline(100 * r["val_accuracy"], color="k", linestyle="--", linewidth=1,
+                             label="bagging (final)")
     ax_curve.set_xlabel("epoch")
-    ax_curve.set_ylabel("validation loss (incl. penalty)")
-    ax_curve.set_yscale("log")
-    ax_curve.grid(True, which="both", alpha=0.3)
+    ax_curve.set_ylabel("validation accuracy (%)")
+    ax_curve.grid(True, alpha=0.3)
     ax_curve.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
@@ -208,7 +215,7 @@ def plot(results, path, title):
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description="Compare regularization techniques (dropout, batchnorm, L1, L2, elastic net, "
-                    "early stopping, bagging) on MNIST-1D with a 40-100-100-10 ReLU MLP; print a "
+                    "early stopping, bagging) on MNIST-1D with a 40-256-256-10 ReLU MLP; print a "
                     "markdown table and save a plot and a JSON of the results.")
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"training epochs (the cap for early stopping; default "
@@ -243,7 +250,7 @@ def main(argv=None):
     data = load_data(args.seed, args.quick)
     n_train, n_val, n_test = data[0].shape[0], data[2].shape[0], data[4].shape[0]
     print(f"MNIST-1D: {n_train} train / {n_val} validation / {n_test} test rows; MLP "
-          f"40-100-100-10 ReLU; Adam lr {LEARNING_RATE:g}, batch {BATCH_SIZE}, {args.epochs} "
+          f"40-256-256-10 ReLU; Adam lr {LEARNING_RATE:g}, batch {BATCH_SIZE}, {args.epochs} "
           f"epochs; seed {args.seed}", flush=True)
     warm_up(data[0], data[1])
     results = []
@@ -260,11 +267,11 @@ def main(argv=None):
               f"  {result['wall_time_s']:.1f} s", flush=True)
     print()
     print(markdown_table(results))
-    plot(results, output, f"MNIST-1D regularization, 40-100-100-10 ReLU, {n_train} training rows")
+    plot(results, output, f"MNIST-1D regularization, 40-256-256-10 ReLU, {n_train} training rows")
     json_path = output.with_suffix(".json")
     payload = {
         "study": "regularization_study", "dataset": "mnist1d", "n_train": n_train,
-        "n_validation": n_val, "n_test": n_test, "architecture": "40-100-100-10 relu",
+        "n_validation": n_val, "n_test": n_test, "architecture": "40-256-256-10 relu",
         "optimizer": f"Adam(lr={LEARNING_RATE:g})", "batch_size": BATCH_SIZE,
         "epochs": args.epochs, "seed": args.seed, "n_jobs": args.n_jobs, "quick": args.quick,
         "fastmlp_version": fm.__version__, "cpu_count": os.cpu_count(),

@@ -1,4 +1,4 @@
-"""Elementwise activations and their derivatives on the GPU (twin of ``kernels/cpu/activations.py``).
+"""Elementwise activations and their derivatives on the GPU (twin of ``cpu/activations.py``).
 
 Same integer codes, formulas and shapes as the CPU module: ``pre`` and ``out`` are (B, F); maxout
 reads (B, U·k) pre-activations, unit j owning the contiguous columns j·k … j·k + k - 1, and writes
@@ -15,8 +15,9 @@ reads (B, U·k) pre-activations, unit j owning the contiguous columns j·k … j
 
 ``stable_sigmoid``, ``activation_value`` and ``activation_derivative`` are device functions used by
 the fused dense kernels; the kernels below are one thread per element (grid-stride loops over the
-flattened (row, column) index, so consecutive threads touch consecutive addresses). Each ``*_kernel``
-has a host launcher of the CPU kernel's name taking device arrays (plus an optional ``stream``).
+flattened (row, column) index, so consecutive threads touch consecutive addresses). Each
+``*_kernel`` has a host launcher of the CPU kernel's name taking device arrays (plus an optional
+``stream``).
 """
 
 import math
@@ -60,7 +61,8 @@ def activation_value(x, code, alpha):
     if code == ELU:
         return x if x > 0 else alpha * math.expm1(x)
     if code == SOFTPLUS:
-        return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+        # max(x, 0.0) spelled out (same NaN result): numba's built-in CUDA target cannot type max()
+        return (0.0 if 0.0 > x else x) + math.log1p(math.exp(-abs(x)))
     if code == GELU:
         return 0.5 * x * (1.0 + math.erf(x * _INV_SQRT2))
     return math.nan
@@ -138,7 +140,7 @@ def maxout_forward_kernel(out, pre, pieces):
 
 @cuda.jit(**config.CUDA_JIT)
 def maxout_backward_kernel(dpre, dout, pre, pieces):
-    """dpre[i, j·k + p] = dout[i, j] for the first p attaining the max, else 0; one thread per unit."""
+    """dpre[i, j·k + p] = dout[i, j] for the first maximal p, else 0; one thread per unit."""
     n, units = dout.shape
     start, step = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, n * units, step):

@@ -20,7 +20,7 @@ that geometry, built once per geometry and dtype.
 """
 
 MAX_THREADS = 1024
-"""Size of the shared scratch arrays of the block reductions (the CUDA limit on threads per block)."""
+"""Size of the shared scratch arrays of the block reductions (CUDA's limit of threads per block)."""
 
 THREADS_PER_BLOCK = 256
 REDUCE_COLS = 32
@@ -36,7 +36,7 @@ def blocks_for(n, threads):
 
 
 def check_geometry():
-    """Raise ValueError when the current launch geometry breaks the rules of the module docstring."""
+    """Raise ValueError when the current launch geometry breaks the module docstring's rules."""
 
     def power_of_two(v):
         return v >= 1 and v & (v - 1) == 0

@@ -153,8 +153,9 @@ def gemm(c, a, b, trans_a=False, trans_b=False, bias=None, out=None, code=0, alp
     """
     m, n = c.shape
     k = a.shape[0] if trans_a else a.shape[1]
-    if (a.shape[1] if trans_a else a.shape[0]) != m or (b.shape[1] if trans_b else b.shape[0]) != k \
-            or (b.shape[0] if trans_b else b.shape[1]) != n:
+    a_rows = a.shape[1] if trans_a else a.shape[0]
+    b_shape = (b.shape[1], b.shape[0]) if trans_b else (b.shape[0], b.shape[1])
+    if a_rows != m or b_shape != (k, n):
         raise ValueError(f"gemm: shapes c{tuple(c.shape)}, a{tuple(a.shape)}, b{tuple(b.shape)} do "
                          f"not fit trans_a={trans_a}, trans_b={trans_b}")
     if m == 0 or n == 0:
@@ -189,7 +190,7 @@ def bias_grad_kernel(db, dpre):
 
 @cuda.jit(**config.CUDA_JIT)
 def activation_bias_grad_kernel(dpre, db, dout, pre, out, code, alpha):
-    """dpre = dout ⊙ f'(pre) and db = Σ_rows dpre in one pass (column blocks as bias_grad_kernel)."""
+    """dpre = dout ⊙ f'(pre) and db = Σ_rows dpre in one pass (blocks as bias_grad_kernel)."""
     n, f = pre.shape
     j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     acc = 0.0

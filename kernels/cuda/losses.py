@@ -12,8 +12,8 @@ Shapes: z, dz (B, C); integer labels (B,) int64; targets (B, C).
 - binary_cross_entropy from logits, per element:  max(z,0) - z t + log1p(e^-|z|), summed over the
   C outputs of a sample;  dz = (σ(z) - t) / B.
 - mse:  mean over all B·C elements of (z - t)²;  dz = 2 (z - t) / (B·C).
-- hinge (multiclass SVM, margin 1):  ℓ_i = Σ_{j≠y_i} max(0, z_ij - z_iy_i + 1);  dz_ij = [margin>0]/B
-  for j ≠ y_i and dz_iy_i = -(number of positive margins)/B.
+- hinge (multiclass SVM, margin 1):  ℓ_i = Σ_{j≠y_i} max(0, z_ij - z_iy_i + 1);
+  dz_ij = [margin>0]/B for j ≠ y_i and dz_iy_i = -(number of positive margins)/B.
 
 Parallel layout: one thread per row (its log-sum-exp, its loss and its gradient row, in float64);
 each block sums its rows' losses with a tree in shared memory into one partial per block, and a
@@ -68,7 +68,7 @@ def _store_block_partial(partials, value):
 
 @cuda.jit(**config.CUDA_JIT)
 def cross_entropy_kernel(dz, z, labels, partials):
-    """Row i: lse, loss lse - z_iy and dz_i = (softmax - onehot)/B; block partial sums of the loss."""
+    """Row i: loss lse - z_iy and dz_i = (softmax - onehot)/B; block partial sums of the loss."""
     n, c = z.shape
     i = cuda.grid(1)
     row = 0.0
@@ -111,7 +111,8 @@ def binary_cross_entropy_kernel(dz, z, targets, partials):
         for j in range(c):
             v = np.float64(z[i, j])
             t = np.float64(targets[i, j])
-            row += max(v, 0.0) - v * t + math.log1p(math.exp(-abs(v)))
+            # max(v, 0.0) spelled out: numba's built-in CUDA target cannot type max()
+            row += (0.0 if 0.0 > v else v) - v * t + math.log1p(math.exp(-abs(v)))
             dz[i, j] = (stable_sigmoid(v) - t) / n
     _store_block_partial(partials, row)
 
@@ -156,7 +157,7 @@ def hinge_kernel(dz, z, labels, partials):
 
 
 def partials_size(rows):
-    """Entries of the per-block workspace that a loss over ``rows`` rows needs (current geometry)."""
+    """Entries of the per-block workspace a loss over ``rows`` rows needs (current geometry)."""
     return config.blocks_for(rows, config.THREADS_PER_BLOCK)
 
 

@@ -94,7 +94,8 @@ def _rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, i, lr, alpha, o
 
 @cuda.jit(device=True)
 def _adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, beta1, one_minus_beta1, beta2,
-          one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay, param_decay, amsgrad):
+          one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay, param_decay,
+          amsgrad):
     p = param[i]
     if param_decay != 1.0:
         p = param_decay * p
@@ -106,7 +107,8 @@ def _adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, beta1, one_minus_
     v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g
     exp_avg_sq[i] = v
     if amsgrad:
-        v = max(max_exp_avg_sq[i], v)
+        w = max_exp_avg_sq[i]  # v = max(w, v), spelled out for numba's built-in CUDA target
+        v = v if v > w else w
         max_exp_avg_sq[i] = v
     denom = math.sqrt(v) / bias_correction2_sqrt + eps
     param[i] = p - step_size * m / denom

@@ -42,7 +42,7 @@ def penalty_grad_kernel(dw, w, l1, l2):
 
 
 MAX_PENALTY_BLOCKS = 1024
-"""Upper bound on the blocks of ``penalty_value`` (threads loop over the rest): bounds the workspace."""
+"""Most blocks ``penalty_value`` launches (threads loop over the rest): bounds its workspace."""
 
 
 def partials_size(size):
