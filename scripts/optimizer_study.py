@@ -165,6 +165,9 @@ def plot(results, path, title):
     import matplotlib.pyplot as plt
 
     fig, (ax_updates, ax_time) = plt.subplots(1, 2, figsize=(12, 4.5))
+    # Rprop drives the full-batch loss to ~1e-17 (it memorizes the training set); the axes are
+    # cut at ``floor`` so that the minibatch curves stay readable
+    floor = 1e-5
     for r in results:
         label = r["optimizer"] + (" (full batch)" if r["full_batch"] else "")
         style = "--" if r["full_batch"] else "-"
@@ -172,10 +175,11 @@ def plot(results, path, title):
         ax_time.plot(r["time_curve"], r["loss_curve"], style, label=label)
     for ax, xlabel in ((ax_updates, "parameter updates"), (ax_time, "wall time (s)")):
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("training loss (epoch mean)")
+        ax.set_ylabel(f"training loss (epoch mean; axis cut at {floor:g})")
+        ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_ylim(bottom=floor)
         ax.grid(True, which="both", alpha=0.3)
-    ax_updates.set_xscale("log")
     ax_updates.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
