@@ -8,3 +8,7 @@ vectorization (values are validated on the host before any kernel runs).
 """
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+
+# Reductions whose order does not matter (a gradient norm, a finiteness check) may be reassociated
+# so LLVM vectorizes them; NaN and inf still propagate (no "nnan"/"ninf" flags).
+JIT_REDUCTION = dict(JIT, fastmath={"reassoc", "contract"})

@@ -22,8 +22,11 @@ Protocol: the 4000 training samples are split once (seeded by ``--seed``) into 3
 every method trains on and 400 validation rows. The validation rows drive early stopping and
 are reported for every method; the regularization strengths below were chosen on them, never on
 the test set. The 1000 test samples are only scored. Training accuracy is measured in evaluation
-mode (no dropout, running batchnorm statistics) on the 3600 training rows. All runs use the same
-seed, so the unregularized run and every Bagging member start from reproducible weights.
+mode (no dropout, running batchnorm statistics) on the 3600 training rows. Every method runs
+``--repeats`` times (default 3) with the same seeds ``seed``, ``seed + 1``, … (initial weights,
+shuffling, dropout masks, bootstrap samples; the split stays the same), and the table shows the
+means, with the test accuracy's standard deviation across seeds: single runs of this network
+differ by a few points, as much as some of the methods.
 
 Output: a markdown table on stdout, a figure (``--output``, default regularization_study.png)
 with train/test accuracy bars and the per-epoch validation accuracy, and a JSON of the numbers beside it
@@ -31,7 +34,7 @@ with train/test accuracy bars and the per-epoch validation accuracy, and a JSON 
 
 Run
 ---
-    python scripts/regularization_study.py                  # full study, a few minutes on 2 cores
+    python scripts/regularization_study.py                  # full study, ~3-5 min on 2 cores
     python scripts/regularization_study.py --epochs 60 --n-jobs 2 --output out/reg.png
     python scripts/regularization_study.py --quick          # seconds: CI smoke run
 
@@ -56,6 +59,7 @@ HIDDEN = (256, 256)
 BATCH_SIZE = 100
 LEARNING_RATE = 1e-2
 DEFAULT_EPOCHS = 100
+DEFAULT_REPEATS = 3
 QUICK_EPOCHS = 3
 VALIDATION_ROWS = 400
 QUICK_TRAIN_ROWS, QUICK_VALIDATION_ROWS, QUICK_TEST_ROWS = 800, 200, 500
@@ -164,18 +168,39 @@ def run_bagging(options, data, epochs, seed, n_jobs):
     }
 
 
+METRICS = ("train_accuracy", "val_accuracy", "test_accuracy", "wall_time_s", "epochs_trained")
+
+
+def aggregate(name, settings, runs):
+    """Means over the runs (one per seed), the test accuracy's spread, and the runs themselves."""
+    result = {"method": name, "settings": settings, "repeats": len(runs)}
+    for key in METRICS:
+        result[key] = float(np.mean([run[key] for run in runs]))
+    result["test_accuracy_std"] = (float(np.std([run["test_accuracy"] for run in runs], ddof=1))
+                                   if len(runs) > 1 else 0.0)
+    best = [run["best_epoch"] for run in runs if run["best_epoch"] is not None]
+    result["best_epoch"] = float(np.mean(best)) if best else None
+    result["gap"] = result["train_accuracy"] - result["test_accuracy"]
+    result["val_accuracy_curve"] = runs[0]["val_accuracy_curve"]
+    result["runs"] = runs
+    return result
+
+
 def markdown_table(results):
     lines = ["| method | settings | epochs | train acc | val acc | test acc | train-test gap "
              "| wall time (s) |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
-        epochs = str(r["epochs_trained"])
+        epochs = f"{r['epochs_trained']:.0f}"
         if r["best_epoch"] is not None:
-            epochs += f" (best {r['best_epoch']})"
+            epochs += f" (best {r['best_epoch']:.0f})"
+        test = f"{100 * r['test_accuracy']:.1f}%"
+        if r["repeats"] > 1:
+            test += f" ± {100 * r['test_accuracy_std']:.1f}"
         lines.append(
             f"| {r['method']} | {r['settings']} | {epochs} | {100 * r['train_accuracy']:.1f}% | "
-            f"{100 * r['val_accuracy']:.1f}% | {100 * r['test_accuracy']:.1f}% | "
-            f"{100 * r['gap']:.1f} pp | {r['wall_time_s']:.1f} |")
+            f"{100 * r['val_accuracy']:.1f}% | {test} | {100 * r['gap']:.1f} pp | "
+            f"{r['wall_time_s']:.1f} |")
     return "\n".join(lines)
 
 
@@ -188,11 +213,12 @@ def plot(results, path, title):
     names = [r["method"] for r in results]
     x = np.arange(len(names))
     ax_bar.bar(x - 0.2, [100 * r["train_accuracy"] for r in results], 0.4, label="train")
-    ax_bar.bar(x + 0.2, [100 * r["test_accuracy"] for r in results], 0.4, label="test")
+    ax_bar.bar(x + 0.2, [100 * r["test_accuracy"] for r in results], 0.4, label="test",
+               yerr=[100 * r["test_accuracy_std"] for r in results], capsize=3)
     ax_bar.set_xticks(x, names, rotation=30, ha="right")
     ax_bar.set_ylabel("accuracy (%)")
-    ax_bar.set_ylim(0, 105)
-    ax_bar.legend()
+    ax_bar.set_ylim(0, 115)
+    ax_bar.legend(loc="upper center", ncol=2)
     ax_bar.grid(True, axis="y", alpha=0.3)
     for r in results:
         if r["val_accuracy_curve"]:
@@ -203,7 +229,7 @@ def plot(results, path, title):
             ax_curve.axhline(100 * r["val_accuracy"], color="k", linestyle="--", linewidth=1,
                              label="bagging (final)")
     ax_curve.set_xlabel("epoch")
-    ax_curve.set_ylabel("validation accuracy (%)")
+    ax_curve.set_ylabel("validation accuracy (%), first seed")
     ax_curve.grid(True, alpha=0.3)
     ax_curve.legend(fontsize=8)
     fig.suptitle(title)
@@ -229,11 +255,18 @@ def parse_args(argv):
     parser.add_argument("--n-jobs", type=int, default=1,
                         help="worker processes for Bagging (joblib; -1 = all cores; default 1); "
                              "the results do not depend on it")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"runs per method with seeds seed, seed+1, ... (same split); the "
+                             f"table shows means (default {DEFAULT_REPEATS}, 1 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny smoke run: 3 epochs on 800 rows, 2-member Bagging")
     args = parser.parse_args(argv)
     if args.epochs is None:
         args.epochs = QUICK_EPOCHS if args.quick else DEFAULT_EPOCHS
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else DEFAULT_REPEATS
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
     if args.epochs < 1:
         parser.error("--epochs must be >= 1")
     if args.seed < 0:
@@ -251,21 +284,22 @@ def main(argv=None):
     n_train, n_val, n_test = data[0].shape[0], data[2].shape[0], data[4].shape[0]
     print(f"MNIST-1D: {n_train} train / {n_val} validation / {n_test} test rows; MLP "
           f"40-256-256-10 ReLU; Adam lr {LEARNING_RATE:g}, batch {BATCH_SIZE}, {args.epochs} "
-          f"epochs; seed {args.seed}", flush=True)
+          f"epochs; seeds {args.seed}..{args.seed + args.repeats - 1}", flush=True)
     warm_up(data[0], data[1])
     results = []
     for name, settings, kind, options in methods(args.quick):
-        if kind == "bagging":
-            result = run_bagging(options, data, args.epochs, args.seed, args.n_jobs)
-        else:
-            result = run_single(options, data, args.epochs, args.seed)
-        result.update(method=name, settings=settings,
-                      gap=result["train_accuracy"] - result["test_accuracy"])
-        results.append(result)
-        print(f"  {name:15s} train {100 * result['train_accuracy']:.1f}%  "
-              f"val {100 * result['val_accuracy']:.1f}%  test {100 * result['test_accuracy']:.1f}%"
-              f"  {result['wall_time_s']:.1f} s", flush=True)
-    print()
+        runs = []
+        for seed in range(args.seed, args.seed + args.repeats):
+            if kind == "bagging":
+                run = run_bagging(options, data, args.epochs, seed, args.n_jobs)
+            else:
+                run = run_single(options, data, args.epochs, seed)
+            runs.append(dict(run, seed=seed))
+            print(f"  {name:15s} seed {seed}: train {100 * run['train_accuracy']:.1f}%  "
+                  f"val {100 * run['val_accuracy']:.1f}%  test {100 * run['test_accuracy']:.1f}%"
+                  f"  {run['wall_time_s']:.1f} s", flush=True)
+        results.append(aggregate(name, settings, runs))
+    print(f"\nmeans over {args.repeats} seed(s); ± is the test accuracy's standard deviation")
     print(markdown_table(results))
     plot(results, output, f"MNIST-1D regularization, 40-256-256-10 ReLU, {n_train} training rows")
     json_path = output.with_suffix(".json")
@@ -273,7 +307,8 @@ def main(argv=None):
         "study": "regularization_study", "dataset": "mnist1d", "n_train": n_train,
         "n_validation": n_val, "n_test": n_test, "architecture": "40-256-256-10 relu",
         "optimizer": f"Adam(lr={LEARNING_RATE:g})", "batch_size": BATCH_SIZE,
-        "epochs": args.epochs, "seed": args.seed, "n_jobs": args.n_jobs, "quick": args.quick,
+        "epochs": args.epochs, "seed": args.seed, "repeats": args.repeats, "n_jobs": args.n_jobs,
+        "quick": args.quick,
         "fastmlp_version": fm.__version__, "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(), "results": results,
     }

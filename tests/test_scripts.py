@@ -82,7 +82,7 @@ def test_regularization_study_quick(tmp_path):
     payload = json.loads(out.with_suffix(".json").read_text())
     for result in payload["results"]:
         assert result["gap"] == pytest.approx(result["train_accuracy"] - result["test_accuracy"])
-    assert len(payload["results"][-1]["member_test_accuracy"]) == 2
+    assert len(payload["results"][-1]["runs"][0]["member_test_accuracy"]) == 2
 
 
 def test_mnist1d_recipe_quick(tmp_path):

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..config import JIT
+from ..config import JIT, JIT_REDUCTION
 from .metrics import count_correct
 from .network import network_backward, network_loss, network_output
 from .optimizers import optimizer_update
@@ -37,7 +37,7 @@ def _gather(Xb, lb, tb, X, labels, targets, order, start, stop):
                 tb[r, j] = targets[i, j]
 
 
-@njit(**JIT)
+@njit(**JIT_REDUCTION)
 def _finite_norm(grads):
     """(all finite, ‖grads‖₂) in one pass."""
     total = 0.0
