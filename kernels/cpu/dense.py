@@ -12,7 +12,8 @@ import numpy as np
 from numba import njit
 
 from ..config import JIT
-from .activations import MAXOUT, activation_derivative, activation_value, maxout_backward, maxout_forward
+from .activations import (MAXOUT, activation_backward, bias_activation_forward, maxout_backward,
+                          maxout_forward)
 
 
 @njit(**JIT)
@@ -28,19 +29,12 @@ def dense_forward(pre, x, W, b):
 @njit(**JIT)
 def dense_activation_forward(out, pre, x, W, b, code, alpha, pieces):
     """pre = x·W + b and out = f(pre) in one pass after the product; see the module docstring."""
-    np.dot(x, W, pre)
-    n, f = pre.shape
     if code == MAXOUT:
-        for i in range(n):
-            for j in range(f):
-                pre[i, j] += b[j]
+        dense_forward(pre, x, W, b)
         maxout_forward(out, pre, pieces)
         return
-    for i in range(n):
-        for j in range(f):
-            v = pre[i, j] + b[j]
-            pre[i, j] = v
-            out[i, j] = activation_value(v, code, alpha)
+    np.dot(x, W, pre)
+    bias_activation_forward(out, pre, b, code, alpha)
 
 
 @njit(**JIT)
@@ -67,10 +61,7 @@ def activation_grad_into(dpre, dout, pre, out, code, alpha, pieces):
     if code == MAXOUT:
         maxout_backward(dpre, dout, pre, pieces)
         return
-    n, f = pre.shape
-    for i in range(n):
-        for j in range(f):
-            dpre[i, j] = dout[i, j] * activation_derivative(pre[i, j], out[i, j], code, alpha)
+    activation_backward(dpre, dout, pre, out, code, alpha)
 
 
 @njit(**JIT)
