@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .cuda_support import CudaUnavailableError
 from .io import atomic_write
 
 EXIT_OK = 0
@@ -948,7 +949,7 @@ def main(argv=None):
     args._argv = argv
     try:
         return args.handler(args, started)
-    except (CLIError, ValueError, TypeError, OSError, ImportError) as exc:
+    except (CLIError, ValueError, TypeError, OSError, ImportError, CudaUnavailableError) as exc:
         message = str(exc) or type(exc).__name__
         if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
             message = f"{exc.strerror}: {exc.filename}"

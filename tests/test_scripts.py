@@ -100,3 +100,11 @@ def test_mnist1d_recipe_quick(tmp_path):
     best_val = max(c["val_accuracy"] for c in payload["search"]["candidates"])
     assert chosen["val_accuracy"] == best_val  # chosen on validation, not on test
     assert 0.0 <= payload["search"]["test_accuracy"] <= 1.0
+
+
+def test_thread_policy_quick():
+    check_ok(run_script("thread_policy.py", "--help"))
+    proc = run_script("thread_policy.py", "--quick")
+    check_ok(proc)
+    rows = table_rows(proc.stdout)
+    assert rows[0][0] == "40-256-256-10/32" and float(rows[0][1]) > 0 and float(rows[0][2]) > 0
