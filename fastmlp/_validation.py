@@ -33,8 +33,20 @@ def as_numeric_array(value, name):
     return arr
 
 
+_FINITE_CHECK_BLOCK = 1 << 18  # elements per block: the check allocates at most this many bools
+
+
+def all_finite(arr):
+    """True when no element is NaN or inf, checked a block at a time (no full-size temporary)."""
+    if arr.dtype.kind != "f":
+        return True
+    flat = arr.reshape(-1) if arr.flags.c_contiguous else arr.ravel()
+    return all(np.isfinite(flat[i:i + _FINITE_CHECK_BLOCK]).all()
+               for i in range(0, flat.size, _FINITE_CHECK_BLOCK))
+
+
 def check_finite(arr, name):
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+    if not all_finite(arr):
         raise ValueError(f"{name} contains NaN or inf")
 
 
@@ -57,7 +69,7 @@ def cast_finite(arr, dtype, name):
     """C-contiguous ``arr`` as ``dtype``; ValueError when values overflow it (e.g. 1e300 → float32)."""
     with np.errstate(over="ignore", invalid="ignore"):
         out = writable_contiguous(arr, dtype)
-    if not np.all(np.isfinite(out)):
+    if not all_finite(out):
         raise ValueError(f"{name} contains NaN or inf (or values too large for {np.dtype(dtype).name})")
     return out
 

@@ -20,7 +20,7 @@ from .losses import CLASSIFICATION_LOSSES, LABEL_LOSSES, check_loss_name, prepar
 
 DEVICES = ("cpu", "cuda")
 # evaluation-mode passes run over at most this many rows at a time to bound the workspace
-EVAL_CHUNK_ROWS = 8192
+EVAL_CHUNK_ROWS = 1024
 _MAX_CACHED_WORKSPACES = 4
 _NO_LABELS = np.zeros(0, dtype=np.int64)
 
