@@ -12,10 +12,12 @@ from .optimizers import Adam, Optimizer
 from .trainer import Trainer
 
 
-def _train_member(config, optimizer_class, optimizer_config, trainer_options, X, y, rows):
+def _train_member(config, optimizer_class, optimizer_config, schedule, trainer_options, X, y, rows):
     model = MLP.from_config(config)
     optimizer = optimizer_class.from_config(optimizer_config)
-    trainer = Trainer(model, optimizer=optimizer, progress=False, **trainer_options)
+    lr_schedule = None if schedule is None else schedule[0](**schedule[1])
+    trainer = Trainer(model, optimizer=optimizer, lr_schedule=lr_schedule, progress=False,
+                      **trainer_options)
     history = trainer.fit(X[rows], y[rows])
     return model, history
 
@@ -40,6 +42,8 @@ class Bagging:
     n_estimators : int
     optimizer : Optimizer, default Adam(1e-3)
     batch_size, epochs, shuffle, l1, l2, clip_norm : as :class:`Trainer`
+    lr_schedule : Schedule, optional
+        Each member gets a fresh copy (same class and configuration).
     bootstrap : bool
     n_jobs : int
         Worker processes (joblib; -1 = all cores); 1 trains in this process.
@@ -47,7 +51,8 @@ class Bagging:
     """
 
     def __init__(self, model, n_estimators=10, optimizer=None, batch_size=128, epochs=20,
-                 shuffle=True, l1=0.0, l2=0.0, clip_norm=None, bootstrap=True, n_jobs=1, seed=0):
+                 shuffle=True, l1=0.0, l2=0.0, clip_norm=None, lr_schedule=None, bootstrap=True,
+                 n_jobs=1, seed=0):
         if not isinstance(model, MLP):
             raise TypeError(f"model must be a fastmlp.MLP template; got {type(model).__name__}")
         optimizer = Adam(1e-3) if optimizer is None else optimizer
@@ -58,7 +63,9 @@ class Bagging:
         self.optimizer = optimizer
         self.trainer_options = dict(batch_size=batch_size, epochs=epochs, shuffle=shuffle, l1=l1,
                                     l2=l2, clip_norm=clip_norm)
-        Trainer(model, optimizer=optimizer, progress=False, **self.trainer_options)  # validates
+        Trainer(model, optimizer=optimizer, lr_schedule=lr_schedule, progress=False,
+                **self.trainer_options)  # validates the options
+        self.lr_schedule = lr_schedule
         self.bootstrap = bool(bootstrap)
         self.n_jobs = check_int(n_jobs, "n_jobs")
         if self.n_jobs == 0 or self.n_jobs < -1:
@@ -82,7 +89,9 @@ class Bagging:
         jobs = []
         for i in range(self.n_estimators):
             config = dict(base, seed=self.seed + i)
-            jobs.append((config, type(self.optimizer), self.optimizer.get_config(),
+            schedule = None if self.lr_schedule is None else (type(self.lr_schedule),
+                                                              self.lr_schedule.get_config())
+            jobs.append((config, type(self.optimizer), self.optimizer.get_config(), schedule,
                          self.trainer_options, X, y, self._member_rows(len(X), i)))
         if self.n_jobs == 1:
             results = [_train_member(*job) for job in jobs]

@@ -44,6 +44,13 @@ def test_bootstrap_rows_and_parallel_training_agree(digits):
     assert np.array_equal(fm.Bagging(template(), bootstrap=False)._member_rows(5, 0), np.arange(5))
 
 
+def test_members_follow_the_learning_rate_schedule(digits):
+    X, y, _, _ = digits
+    bag = fm.Bagging(template(), n_estimators=2, optimizer=fm.SGD(0.1), batch_size=256, epochs=3,
+                     lr_schedule=fm.StepLR(1, gamma=0.5)).fit(X, y)
+    assert all(h["lr"] == [0.1, 0.05, 0.025] for h in bag.histories)
+
+
 def test_regression_and_errors():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 3))
