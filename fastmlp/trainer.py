@@ -206,13 +206,13 @@ class Trainer:
             raise ValueError("pass validation_data or validation_split, not both")
         val = None
         if validation_split is not None:
-            (X, labels, targets), val = self._split(X, labels, targets, validation_split)
+            (X, labels, targets), val_rows = self._split(X, labels, targets, validation_split)
+            val = (*val_rows, code)
         elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
-            Xv, lv, tv, _ = self._prepare(*validation_data, name_X="validation_data X",
-                                          name_y="validation_data y")
-            val = (Xv, lv, tv)
+            val = self._prepare(*validation_data, name_X="validation_data X",
+                                name_y="validation_data y")
         bounds = self._batches(X.shape[0])
         if self.epoch >= self.epochs:
             warnings.warn(f"the trainer has already run its {self.epochs} epochs; raise "
@@ -244,7 +244,7 @@ class Trainer:
                 if result[1] is not None:
                     metrics["accuracy"] = result[1]
                 if val is not None:
-                    for key, value in self._evaluate_prepared(*val, code).items():
+                    for key, value in self._evaluate_prepared(*val).items():
                         metrics[f"val_{key}"] = value
                 metrics["lr"] = lr
                 metrics["epoch_time"] = time.perf_counter() - began

@@ -318,3 +318,13 @@ def test_fused_epoch_equals_python_steps(optimizer):
         assert np.array_equal(fused.params[key], manual.params[key]), key
     for key in manual.buffers:
         assert np.array_equal(fused.buffers[key], manual.buffers[key]), key
+
+
+def test_validation_targets_may_take_another_form_than_training_targets():
+    X, y = blobs(30)
+    trainer = fm.Trainer(small_model(), epochs=2, progress=False)
+    history = trainer.fit(X, y, validation_data=(X[:9], np.eye(3)[y[:9]]))  # probability rows
+    assert history["val_accuracy"][-1] == trainer.evaluate(X[:9], y[:9])["accuracy"]
+    probs = fm.Trainer(small_model(), epochs=2, progress=False).fit(
+        X, np.eye(3)[y], validation_data=(X[:9], y[:9]))  # and the other way round
+    assert 0 <= probs["val_accuracy"][-1] <= 1
