@@ -1,0 +1,215 @@
+"""Whole-epoch training on the GPU (twin of ``kernels/cpu/train.py``).
+
+Every step of the epoch runs on the device: batch gather, forward, loss, backward, penalties, the
+finite check and gradient norm, clipping, the optimizer update and the accuracy counts. The host
+only walks the batch bounds and launches; nothing crosses to the host until the end of the epoch,
+when three scalars come back.
+
+Shapes (device arrays unless stated): X (n, d); labels (n,) int64 or empty; targets (n, C) or
+(0, C); order (n,) int64, the row order of the epoch; bounds (steps + 1,) int64 on the **host**
+(batch k covers order[bounds[k]:bounds[k+1]]); Xb (B, d), lb (B or 0,), tb (B or 0, C) the batch
+buffers; params, grads (P,); buffers (R,); s0, s1, s2 the optimizer state (empty when unused);
+coefficients (steps, N_COEFFICIENTS) the optimizer scalars of each step in the params' dtype
+(see ``optimizers.optimizer_update``). ``layer_int``, ``layer_float``, ``ws_off_full`` and
+``ws_off_last`` are host tables as in ``network``; ``ws`` is sized for the largest batch.
+
+Returns (steps done, Σ batch loss · rows, correct, counted) as host scalars, like the CPU kernel.
+
+Non-finite steps: a device status word holds the first step whose loss or gradient is NaN/inf.
+From that step on, the optimizer update, the clipping and the loss/accuracy accumulation are
+skipped on the device, so parameters and optimizer state stay as the CPU kernel leaves them (the
+update is ``optimizers.optimizer_update_kernel``'s per-element rules in a kernel that also reads
+the status word, so no per-step flag crosses to the host); the
+running statistics of batchnorm layers are restored at the end of the epoch to their value after
+that step's forward pass (as the CPU kernel, which stops there). The host learns of the stop only
+from the returned steps done.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from . import config
+from ._reduce import block_sum_f64
+from .metrics import count_correct
+from .network import network_backward, network_loss, network_output, partials_size
+from .optimizers import ADAGRAD, ADAM, RMSPROP, SGD, _adagrad, _adam, _rmsprop, _rprop, _sgd
+
+__all__ = ["gather_batch", "train_epoch"]
+
+
+@cuda.jit(**config.CUDA_JIT)
+def gather_batch_kernel(Xb, lb, tb, X, labels, targets, order, start, m):
+    """Xb[r] = X[order[start + r]] (and lb, tb likewise) for r < m; one thread per element."""
+    first, stride = cuda.grid(1), cuda.gridsize(1)
+    d = X.shape[1]
+    for e in range(first, m * d, stride):
+        r = e // d
+        Xb[r, e - r * d] = X[order[start + r], e - r * d]
+    if labels.shape[0]:
+        for r in range(first, m, stride):
+            lb[r] = labels[order[start + r]]
+    if targets.shape[0]:
+        c = targets.shape[1]
+        for e in range(first, m * c, stride):
+            r = e // c
+            tb[r, e - r * c] = targets[order[start + r], e - r * c]
+
+
+@cuda.jit(**config.CUDA_JIT)
+def square_sum_kernel(partials, grads):
+    """partials[block] = Σ grads² over the block's grid-stride slice (float64)."""
+    acc = 0.0
+    for k in range(cuda.grid(1), grads.shape[0], cuda.gridsize(1)):
+        v = float(grads[k])
+        acc += v * v
+    total = block_sum_f64(acc)
+    if cuda.threadIdx.x == 0:
+        partials[cuda.blockIdx.x] = total
+
+
+@cuda.jit(**config.CUDA_JIT)
+def step_check_kernel(status, scale, total, correct, partials, loss, step_correct, k, rows,
+                      clip_norm):
+    """One block: ‖grads‖ from the partials, the finite check of step k, the clip scale and the
+    epoch sums. status[0] is the first failed step (the step count when none failed)."""
+    tid = cuda.threadIdx.x
+    acc = 0.0
+    for b in range(tid, partials.shape[0], cuda.blockDim.x):
+        acc += partials[b]
+    sq = block_sum_f64(acc)
+    if tid == 0:
+        scale[0] = 1.0
+        if status[0] < k:
+            return
+        value = loss[0]
+        if not (math.isfinite(sq) and math.isfinite(value)):
+            status[0] = k
+            return
+        norm = math.sqrt(sq)
+        if clip_norm > 0.0 and norm > clip_norm:
+            scale[0] = clip_norm / (norm + 1e-6)
+        total[0] += value * rows
+        correct[0] += step_correct[0]
+
+
+@cuda.jit(**config.CUDA_JIT)
+def clip_kernel(grads, scale, status, k):
+    """grads *= scale[0] while step k has not failed and the scale is not 1."""
+    if status[0] <= k or scale[0] == 1.0:
+        return
+    s = scale[0]
+    for i in range(cuda.grid(1), grads.shape[0], cuda.gridsize(1)):
+        grads[i] = grads[i] * s
+
+
+@cuda.jit(**config.CUDA_JIT)
+def gated_optimizer_update_kernel(code, param, grad, s0, s1, s2, c, flag, init_buffer, status, k):
+    """``optimizers.optimizer_update_kernel`` for step k, skipped once a step ≤ k has failed."""
+    if status[0] <= k:
+        return
+    for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
+        if code == SGD:
+            _sgd(param, grad, s0, i, c[0], c[1], c[2], c[3], flag, init_buffer)
+        elif code == ADAGRAD:
+            _adagrad(param, grad, s0, i, c[0], c[1], c[2])
+        elif code == RMSPROP:
+            _rmsprop(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], flag)
+        elif code == ADAM:
+            _adam(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                  c[8], flag)
+        else:
+            _rprop(param, grad, s0, s1, i, c[0], c[1], c[2], c[3])
+
+
+@cuda.jit(**config.CUDA_JIT)
+def save_buffers_kernel(saved, buffers, status, k):
+    """saved = buffers while no step before k has failed (keeps the values after the forward pass
+    of the first failed step)."""
+    if status[0] < k:
+        return
+    for i in range(cuda.grid(1), buffers.shape[0], cuda.gridsize(1)):
+        saved[i] = buffers[i]
+
+
+@cuda.jit(**config.CUDA_JIT)
+def copy_kernel(dst, src):
+    """dst = src, elementwise (1-D)."""
+    for i in range(cuda.grid(1), src.shape[0], cuda.gridsize(1)):
+        dst[i] = src[i]
+
+
+def _grid(n):
+    tpb = config.THREADS_PER_BLOCK
+    return config.blocks_for(n, tpb), tpb
+
+
+def gather_batch(Xb, lb, tb, X, labels, targets, order, start, stop, stream=0):
+    """Xb[:m] = X[order[start:stop]] (labels, targets likewise; empty ones are skipped), m = stop
+    - start. Xb (B, d), lb (B,) or empty, tb (B, C) or (0, C); X (n, d); order (n,) int64."""
+    m = int(stop) - int(start)
+    c = targets.shape[1] if targets.shape[0] else 0
+    blocks, tpb = _grid(m * max(X.shape[1], c, 1))
+    gather_batch_kernel[blocks, tpb, stream](Xb, lb, tb, X, labels, targets, order, int(start), m)
+
+
+def train_epoch(X, labels, targets, loss_code, order, bounds, Xb, lb, tb, params, grads, buffers,
+                layer_int, layer_float, ws_off_full, ws_off_last, ws, seed, first_step, l1, l2,
+                clip_norm, opt_code, s0, s1, s2, opt_flag, opt_init, coefficients, stream=0):
+    """One epoch of minibatch training on the device; see the module docstring."""
+    bounds = np.asarray(bounds)
+    steps = int(bounds.shape[0]) - 1
+    rows = int(np.max(np.diff(bounds))) if steps > 0 else 0
+    tpb = config.THREADS_PER_BLOCK
+    status = cuda.to_device(np.array([steps], dtype=np.int64), stream=stream)
+    total = cuda.to_device(np.zeros(1, dtype=np.float64), stream=stream)
+    correct = cuda.to_device(np.zeros(1, dtype=np.int64), stream=stream)
+    step_correct = cuda.to_device(np.zeros(1, dtype=np.int64), stream=stream)
+    loss = cuda.device_array(1, dtype=np.float64, stream=stream)
+    scale = cuda.device_array(1, dtype=np.float64, stream=stream)
+    partials = cuda.device_array(max(1, partials_size(layer_int, rows)), dtype=np.float64,
+                                 stream=stream)
+    count_partials = cuda.device_array(config.blocks_for(rows, tpb), dtype=np.int64, stream=stream)
+    n_params = params.shape[0]
+    norm_blocks = min(1024, config.blocks_for(n_params, tpb))
+    norm_partials = cuda.device_array(norm_blocks, dtype=np.float64, stream=stream)
+    saved = cuda.device_array_like(buffers) if buffers.shape[0] else None
+    update_blocks, _ = _grid(n_params)
+    counted = []
+    for k in range(steps):
+        start, stop = int(bounds[k]), int(bounds[k + 1])
+        m = stop - start
+        ws_off = ws_off_last if k == steps - 1 else ws_off_full
+        if saved is not None and k > 0:
+            save_buffers_kernel[_grid(buffers.shape[0])[0], tpb, stream](saved, buffers, status,
+                                                                         k - 1)
+        gather_batch(Xb, lb, tb, X, labels, targets, order, start, stop, stream=stream)
+        xb = Xb[:m]
+        lbm = lb[:m] if lb.shape[0] else lb
+        tbm = tb[:m] if tb.shape[0] else tb
+        network_loss(xb, lbm, tbm, loss_code, params, buffers, layer_int, layer_float, ws_off, ws,
+                     True, True, seed, first_step + k, l1, l2, out=loss, partials=partials,
+                     stream=stream)
+        network_backward(xb, params, grads, layer_int, layer_float, ws_off, ws, True, l1, l2,
+                         stream=stream)
+        z = network_output(ws, ws_off, layer_int, m, True)
+        counted_k = count_correct(z, lbm, tbm, loss_code, out=step_correct,
+                                  partials=count_partials, stream=stream)
+        square_sum_kernel[norm_blocks, tpb, stream](norm_partials, grads)
+        step_check_kernel[1, tpb, stream](status, scale, total, correct, norm_partials, loss,
+                                          step_correct, k, float(m), float(clip_norm))
+        if clip_norm > 0.0:
+            clip_kernel[update_blocks, tpb, stream](grads, scale, status, k)
+        gated_optimizer_update_kernel[update_blocks, tpb, stream](
+            int(opt_code), params, grads, s0, s1, s2, coefficients[k], bool(opt_flag),
+            bool(opt_init and k == 0), status, k)
+        counted.append(counted_k)
+    done = int(status.copy_to_host(stream=stream)[0])
+    if done < steps:
+        if saved is not None and done < steps - 1:
+            # buffers after the forward pass of the failed step: saved at the start of step done+1
+            copy_kernel[_grid(buffers.shape[0])[0], tpb, stream](buffers, saved)
+    return (done, float(total.copy_to_host(stream=stream)[0]),
+            int(correct.copy_to_host(stream=stream)[0]), int(sum(counted[:done])))
+

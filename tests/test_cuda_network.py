@@ -1,0 +1,348 @@
+"""Whole-network CUDA functions (kernels/cuda/network.py, kernels/cuda/train.py) against the CPU
+whole-network kernels (kernels/cpu/network.py, kernels/cpu/train.py), in float64 to 1e-8.
+
+Tiny random networks cover every activation (maxout included), batchnorm on and off, dropout on
+and off, every loss and the l1/l2 penalties; the launch geometry is shrunk (8 threads per block,
+4 × 4 reduction blocks, 8 × 4 matrix tiles) so the shapes span several blocks.
+
+The CUDA mode is chosen as in tests/test_cuda_kernels.py: in this process when
+``NUMBA_ENABLE_CUDASIM=1`` is set or a usable GPU is present, otherwise in a child pytest process
+on the CUDA simulator (``test_network_under_cuda_simulator``).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import fastmlp as fm
+from fastmlp._layout import build_layout, workspace_layout
+from fastmlp.cuda_support import cuda_status, driver_gpu_count, simulator_enabled
+from fastmlp.kernels.cpu import losses as cpu_loss
+from fastmlp.kernels.cpu import network as cpu_net
+from fastmlp.kernels.cpu import train as cpu_train
+
+THIS_FILE = Path(__file__).resolve()
+ROOT = THIS_FILE.parent.parent
+
+
+def _choose_mode():
+    """("simulator" | "gpu" | "unavailable" | "subprocess", reason)."""
+    if simulator_enabled():
+        return "simulator", "NUMBA_ENABLE_CUDASIM=1"
+    gpus, why = driver_gpu_count()
+    if gpus > 0:
+        available, reason = cuda_status()
+        return ("gpu", reason) if available else ("unavailable", reason)
+    return "subprocess", why
+
+
+MODE, MODE_REASON = _choose_mode()
+IN_PROCESS = MODE in ("simulator", "gpu")
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:Grid size"),
+]
+
+if IN_PROCESS:  # importing numba.cuda fixes this process's CUDA mode: only when it will be used
+    from numba import cuda
+
+    from fastmlp.kernels.cuda import config as gpu_config
+    from fastmlp.kernels.cuda import network as gpu_net
+    from fastmlp.kernels.cuda import train as gpu_train
+
+PARENT_PROCESS_TESTS = ("test_network_under_cuda_simulator",)
+TOL = dict(rtol=1e-8, atol=1e-10)
+
+
+@pytest.fixture(autouse=True)
+def _cuda_mode(request, monkeypatch):
+    """Skip when CUDA does not run in this process; shrink the launch geometry."""
+    if request.node.originalname in PARENT_PROCESS_TESTS:
+        yield
+        return
+    if not IN_PROCESS:
+        pytest.skip(f"CUDA unavailable in this process: {MODE_REASON}")
+    monkeypatch.setattr(gpu_config, "THREADS_PER_BLOCK", 8)
+    monkeypatch.setattr(gpu_config, "REDUCE_COLS", 4)
+    monkeypatch.setattr(gpu_config, "REDUCE_ROWS", 4)
+    monkeypatch.setattr(gpu_config, "GEMM_TILE", (8, 4, 4, 4, 2))
+    gpu_config.check_geometry()
+    interval = sys.getswitchinterval()
+    if MODE == "simulator":
+        # The simulator runs a block's threads as Python threads that meet at every barrier;
+        # the default 5 ms GIL switch interval makes each barrier cost milliseconds.
+        sys.setswitchinterval(5e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_network_under_cuda_simulator():
+    """Without a GPU, run this file in a child process on the CUDA simulator."""
+    if MODE != "subprocess":
+        pytest.skip(f"the network tests run in this process ({MODE}: {MODE_REASON})")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    cmd = [sys.executable, "-m", "pytest", str(THIS_FILE), "-q", "-p", "no:cacheprovider"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    report = proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, f"CUDA simulator tests failed:\n{report}"
+    assert " passed" in proc.stdout and "failed" not in proc.stdout, report
+
+
+# ---------------------------------------------------------------- cases
+
+LABEL_LOSSES = (cpu_loss.CROSS_ENTROPY, cpu_loss.HINGE)
+
+# (id, hidden layers, output activation, loss code, l1, l2); input 5 features, 3 outputs
+CASES = [
+    ("relu-bn-dropout/tanh/ce-elastic",
+     [fm.Dense(6, "relu", batchnorm=True, dropout=0.3), fm.Dense(5, "tanh")],
+     cpu_loss.CROSS_ENTROPY, 0.01, 0.02),
+    ("maxout-bn/sigmoid-dropout/hinge",
+     [fm.Dense(5, "maxout", batchnorm=True, pieces=3), fm.Dense(6, "sigmoid", dropout=0.25)],
+     cpu_loss.HINGE, 0.0, 0.0),
+    ("leaky/elu-bn/softplus-mse-l2",
+     [fm.Dense(6, "leaky_relu", alpha=0.1), fm.Dense(5, "elu", batchnorm=True),
+      fm.Dense(4, "softplus")],
+     cpu_loss.MSE, 0.0, 0.03),
+    ("gelu-dropout/maxout/bce-l1",
+     [fm.Dense(7, "gelu", dropout=0.2), fm.Dense(4, "maxout")],
+     cpu_loss.BINARY_CROSS_ENTROPY, 0.02, 0.0),
+    ("linear-bn-dropout/ce-probs",
+     [fm.Dense(6, "linear", batchnorm=True, dropout=0.4)],
+     cpu_loss.CROSS_ENTROPY_PROBS, 0.0, 0.01),
+]
+IDS = [case[0] for case in CASES]
+
+N_IN, N_OUT = 5, 3
+
+
+def _network(case, seed=0):
+    """(layout, params, buffers) of the case, random parameters (float64)."""
+    _, hidden, code, _, _ = case
+    layers = list(hidden) + [fm.Dense(N_OUT)]
+    lay = build_layout(N_IN, layers)
+    rng = np.random.default_rng(seed)
+    params = rng.normal(scale=0.6, size=lay.n_params)
+    buffers = np.empty(lay.n_buffers)
+    for slot in lay.buffer_slots:
+        low = 0.5 if slot.key.endswith("running_var") else -0.5
+        buffers[slot.offset:slot.offset + slot.size] = rng.uniform(low, 1.0, slot.size)
+    return lay, params, buffers
+
+
+def _data(code, n, seed=1):
+    """(X (n, 5), labels (n,) or empty, targets (n, 3) or (0, 3))."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, N_IN))
+    labels = np.empty(0, dtype=np.int64)
+    targets = np.empty((0, N_OUT))
+    if code in LABEL_LOSSES:
+        labels = rng.integers(0, N_OUT, n).astype(np.int64)
+    elif code == cpu_loss.CROSS_ENTROPY_PROBS:
+        targets = rng.dirichlet(np.ones(N_OUT), n)
+    elif code == cpu_loss.BINARY_CROSS_ENTROPY:
+        targets = (rng.uniform(size=(n, N_OUT)) > 0.5).astype(np.float64)
+    else:
+        targets = rng.normal(size=(n, N_OUT))
+    return X, labels, targets
+
+
+def dev(a):
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+# ---------------------------------------------------------------- one step
+
+@pytest.mark.parametrize("training", (True, False), ids=("train", "eval"))
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_loss_and_grad_match_cpu(case, training):
+    """Loss, gradients, output, output gradient and running statistics after one pass."""
+    _, _, code, l1, l2 = case
+    lay, params, buffers = _network(case)
+    n = 9
+    X, labels, targets = _data(code, n)
+    ws_off, size = workspace_layout(lay.layer_int, n)
+    seed, step = 7, 3
+
+    cpu_buffers, cpu_grads, cpu_ws = buffers.copy(), np.zeros_like(params), np.zeros(size)
+    loss = cpu_net.network_loss_and_grad(X, labels, targets, code, params, cpu_grads, cpu_buffers,
+                                         lay.layer_int, lay.layer_float, ws_off, cpu_ws, training,
+                                         training, seed, step, l1, l2)
+
+    d_params, d_buffers, d_grads, d_ws = dev(params), dev(buffers), dev(np.zeros_like(params)), \
+        dev(np.zeros(size))
+    got = gpu_net.network_loss_and_grad(dev(X), dev(labels), dev(targets), code, d_params, d_grads,
+                                        d_buffers, lay.layer_int, lay.layer_float, ws_off, d_ws,
+                                        training, training, seed, step, l1, l2)
+    assert isinstance(got, float)
+    assert_allclose(got, loss, **TOL)
+    assert_allclose(d_grads.copy_to_host(), cpu_grads, **TOL)
+    assert_allclose(d_buffers.copy_to_host(), cpu_buffers, **TOL)
+    assert_array_equal(d_params.copy_to_host(), params)
+    z = cpu_net.network_output(cpu_ws, ws_off, lay.layer_int, n, training)
+    d_z = gpu_net.network_output(d_ws, ws_off, lay.layer_int, n, training)
+    assert d_z.shape == (n, N_OUT)
+    assert_allclose(d_z.copy_to_host(), z, **TOL)
+    assert_allclose(d_ws.copy_to_host(), cpu_ws, **TOL)   # every intermediate, masks included
+
+
+@pytest.mark.parametrize("case", CASES[:2], ids=IDS[:2])
+def test_forward_loss_and_penalty_on_device(case):
+    """network_forward's view, network_loss into a device scalar (accumulated), network_penalty."""
+    _, _, code, _, _ = case
+    lay, params, buffers = _network(case, seed=4)
+    n = 6
+    X, labels, targets = _data(code, n, seed=5)
+    ws_off, size = workspace_layout(lay.layer_int, n)
+    l1, l2 = 0.01, 0.02
+
+    cpu_ws = np.zeros(size)
+    z = cpu_net.network_forward(X, params, buffers.copy(), lay.layer_int, lay.layer_float, ws_off,
+                                cpu_ws, False, False, 0, 0)
+    d_ws = dev(np.zeros(size))
+    d_params, d_buffers = dev(params), dev(buffers)
+    d_z = gpu_net.network_forward(dev(X), d_params, d_buffers, lay.layer_int, lay.layer_float,
+                                  ws_off, d_ws, False, False, 0, 0)
+    assert_allclose(d_z.copy_to_host(), z, **TOL)
+    assert_array_equal(d_buffers.copy_to_host(), buffers)
+
+    penalty = cpu_net.network_penalty(params, lay.layer_int, l1, l2)
+    assert_allclose(gpu_net.network_penalty(d_params, lay.layer_int, l1, l2), penalty, **TOL)
+    assert gpu_net.network_penalty(d_params, lay.layer_int, 0.0, 0.0) == 0.0
+
+    loss = cpu_net.network_loss(X, labels, targets, code, params, buffers.copy(), lay.layer_int,
+                                lay.layer_float, ws_off, np.zeros(size), False, False, 0, 0, l1,
+                                l2)
+    out = dev(np.array([1.5]))
+    partials = cuda.device_array(gpu_net.partials_size(lay.layer_int, n), dtype=np.float64)
+    result = gpu_net.network_loss(dev(X), dev(labels), dev(targets), code, d_params, d_buffers,
+                                  lay.layer_int, lay.layer_float, ws_off, d_ws, False, False, 0, 0,
+                                  l1, l2, out=out, accumulate=True, partials=partials)
+    assert result is None
+    assert_allclose(out.copy_to_host()[0], 1.5 + loss, **TOL)
+
+
+# ---------------------------------------------------------------- one epoch
+
+def _optimizer(name):
+    if name == "adam":
+        return fm.Adam(lr=0.01)
+    return fm.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)
+
+
+def _bounds(n, batch):
+    return np.asarray(list(range(0, n, batch)) + [n], dtype=np.int64)
+
+
+@pytest.mark.parametrize("opt_name", ("adam", "sgd"))
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_train_epoch_matches_cpu(case, opt_name):
+    """One epoch (shuffled, a short last batch, clipping on) with Adam and with SGD: parameters,
+    optimizer state, running statistics, summed loss and accuracy counts."""
+    _, _, code, l1, l2 = case
+    lay, params, buffers = _network(case, seed=2)
+    n, batch = 11, 4
+    X, labels, targets = _data(code, n, seed=3)
+    order = np.random.default_rng(9).permutation(n).astype(np.int64)
+    bounds = _bounds(n, batch)
+    steps = bounds.shape[0] - 1
+    ws_off_full, _ = workspace_layout(lay.layer_int, batch)
+    ws_off_last, _ = workspace_layout(lay.layer_int, n - batch * (steps - 1))
+    _, ws_size = workspace_layout(lay.layer_int, batch)
+    clip = 0.5
+    seed, first_step = 3, 5
+
+    opt = _optimizer(opt_name)
+    cpu_params = params.copy()
+    opt_code, s0, s1, s2, flag, init = opt.fused_arguments("flat", cpu_params)
+    coefficients = opt.coefficient_table("flat", steps, np.float64)
+    states = [s.copy() for s in (s0, s1, s2)]
+    d_states = [dev(s) for s in states]
+
+    cpu_buffers, cpu_grads = buffers.copy(), np.zeros_like(params)
+    Xb = np.empty((batch, N_IN))
+    lb = np.empty(batch if labels.size else 0, dtype=np.int64)
+    tb = np.empty((batch if targets.shape[0] else 0, N_OUT))
+    expected = cpu_train.train_epoch(
+        X, labels, targets, code, order, bounds, Xb, lb, tb, cpu_params, cpu_grads, cpu_buffers,
+        lay.layer_int, lay.layer_float, ws_off_full, ws_off_last, np.zeros(ws_size), seed,
+        first_step, l1, l2, clip, opt_code, s0, s1, s2, flag, init, coefficients)
+
+    d_params, d_buffers, d_grads = dev(params), dev(buffers), dev(np.zeros_like(params))
+    got = gpu_train.train_epoch(
+        dev(X), dev(labels), dev(targets), code, dev(order), bounds, dev(Xb), dev(lb), dev(tb),
+        d_params, d_grads, d_buffers, lay.layer_int, lay.layer_float, ws_off_full, ws_off_last,
+        dev(np.zeros(ws_size)), seed, first_step, l1, l2, clip, opt_code, *d_states, flag, init,
+        dev(coefficients))
+
+    assert got[0] == expected[0] == steps
+    assert_allclose(got[1], expected[1], **TOL)
+    assert got[2:] == tuple(int(v) for v in expected[2:])
+    assert_allclose(d_params.copy_to_host(), cpu_params, **TOL)
+    assert_allclose(d_grads.copy_to_host(), cpu_grads, **TOL)
+    assert_allclose(d_buffers.copy_to_host(), cpu_buffers, **TOL)
+    for d_state, state in zip(d_states, (s0, s1, s2)):
+        assert_allclose(d_state.copy_to_host(), state, **TOL)
+
+
+def test_train_epoch_stops_at_a_non_finite_step():
+    """A NaN input row stops the epoch at its batch on both: steps done, sums, untouched updates
+    and running statistics as the CPU kernel leaves them."""
+    case = CASES[0]
+    _, _, code, l1, l2 = case
+    lay, params, buffers = _network(case, seed=6)
+    n, batch = 12, 3
+    X, labels, targets = _data(code, n, seed=7)
+    order = np.arange(n, dtype=np.int64)
+    X[4, 1] = np.nan                       # second batch (rows 3-5)
+    bounds = _bounds(n, batch)
+    ws_off, ws_size = workspace_layout(lay.layer_int, batch)
+    opt = fm.Adam(lr=0.01)
+    cpu_params = params.copy()
+    opt_code, s0, s1, s2, flag, init = opt.fused_arguments("flat", cpu_params)
+    coefficients = opt.coefficient_table("flat", 4, np.float64)
+    d_states = [dev(s) for s in (s0, s1, s2)]
+    cpu_buffers = buffers.copy()
+    Xb, lb, tb = np.empty((batch, N_IN)), np.empty(batch, dtype=np.int64), np.empty((0, N_OUT))
+    expected = cpu_train.train_epoch(
+        X, labels, targets, code, order, bounds, Xb, lb, tb, cpu_params, np.zeros_like(params),
+        cpu_buffers, lay.layer_int, lay.layer_float, ws_off, ws_off, np.zeros(ws_size), 0, 0, l1,
+        l2, 0.0, opt_code, s0, s1, s2, flag, init, coefficients)
+    d_params, d_buffers = dev(params), dev(buffers)
+    got = gpu_train.train_epoch(
+        dev(X), dev(labels), dev(targets), code, dev(order), bounds, dev(Xb), dev(lb), dev(tb),
+        d_params, dev(np.zeros_like(params)), d_buffers, lay.layer_int, lay.layer_float, ws_off,
+        ws_off, dev(np.zeros(ws_size)), 0, 0, l1, l2, 0.0, opt_code, *d_states, flag, init,
+        dev(coefficients))
+    assert got[0] == expected[0] == 1
+    assert_allclose(got[1], expected[1], **TOL)
+    assert got[2:] == tuple(int(v) for v in expected[2:])
+    assert_allclose(d_params.copy_to_host(), cpu_params, **TOL)
+    for d_state, state in zip(d_states, (s0, s1, s2)):
+        assert_allclose(d_state.copy_to_host(), state, **TOL)
+    got_buffers = d_buffers.copy_to_host()
+    finite = np.isfinite(cpu_buffers)
+    assert_array_equal(np.isfinite(got_buffers), finite)
+    assert_allclose(got_buffers[finite], cpu_buffers[finite], **TOL)
+
+
+def test_gather_batch():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10, 3))
+    targets = rng.normal(size=(10, 2))
+    labels = rng.integers(0, 5, 10).astype(np.int64)
+    order = rng.permutation(10).astype(np.int64)
+    Xb, lb, tb = dev(np.zeros((6, 3))), dev(np.zeros(6, np.int64)), dev(np.zeros((6, 2)))
+    gpu_train.gather_batch(Xb, lb, tb, dev(X), dev(labels), dev(targets), dev(order), 3, 8)
+    rows = order[3:8]
+    assert_array_equal(Xb.copy_to_host()[:5], X[rows])
+    assert_array_equal(lb.copy_to_host()[:5], labels[rows])
+    assert_array_equal(tb.copy_to_host()[:5], targets[rows])
