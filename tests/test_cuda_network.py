@@ -346,3 +346,11 @@ def test_gather_batch():
     assert_array_equal(Xb.copy_to_host()[:5], X[rows])
     assert_array_equal(lb.copy_to_host()[:5], labels[rows])
     assert_array_equal(tb.copy_to_host()[:5], targets[rows])
+
+
+if MODE == "subprocess":
+    # No GPU and no simulator here: the network tests run in the child process of
+    # test_network_under_cuda_simulator, so only that test is collected in this process.
+    for _name in [n for n in list(globals()) if n.startswith("test_")
+                  and n not in PARENT_PROCESS_TESTS]:
+        del globals()[_name]
