@@ -32,6 +32,7 @@ Needs ``dask[distributed]`` (``pip install "fastmlp[dask]"``); this module impor
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 import threading
@@ -68,24 +69,25 @@ def _pin_this_thread(n, barrier):
     return threading.get_ident()
 
 
-def _pin(worker, n, timeout):
-    """Pin BLAS (process-wide) and Numba (the calling thread and every task thread) to ``n``."""
+def _start_pinning(worker, n, timeout):
+    """Pin BLAS (process-wide) and Numba (calling thread) to ``n`` now, and submit one pinning
+    call to each task thread of ``worker`` (if any); returns those calls' futures."""
     n = check_int(n, "n", minimum=1)
     set_num_threads(n)  # BLAS for the whole process; Numba for the calling thread
     os.environ.update(thread_environment(n))  # processes the worker's tasks may start
     if worker is None:
-        return 0
+        return []
     executor = worker.executors.get("default")
     nthreads = int(getattr(getattr(worker, "state", worker), "nthreads", 1))
     if executor is None or nthreads < 1:
-        return 0
+        return []
     barrier = threading.Barrier(nthreads, timeout=timeout) if nthreads > 1 else None
-    futures = [executor.submit(_pin_this_thread, n, barrier) for _ in range(nthreads)]
-    done, not_done = concurrent.futures.wait(futures, timeout=timeout)
-    if not_done:
-        raise TimeoutError(f"pinning the worker's {nthreads} task threads took over {timeout} s "
-                           "(are they busy?)")
-    return len({future.result() for future in done})
+    return [executor.submit(_pin_this_thread, n, barrier) for _ in range(nthreads)]
+
+
+def _timeout_error(count, timeout):
+    return TimeoutError(f"pinning the worker's {count} task threads took over {timeout} s "
+                        "(are they busy?)")
 
 
 def pin_worker_threads(n=1, dask_worker=None, timeout=30.0):
@@ -98,7 +100,11 @@ def pin_worker_threads(n=1, dask_worker=None, timeout=30.0):
 
     Returns the number of task threads pinned.
     """
-    return _pin(dask_worker, n, timeout)
+    futures = _start_pinning(dask_worker, n, timeout)
+    done, not_done = concurrent.futures.wait(futures, timeout=timeout)
+    if not_done:
+        raise _timeout_error(len(futures), timeout)
+    return len({future.result() for future in done})
 
 
 def worker_thread_counts():
@@ -119,7 +125,9 @@ def _worker_plugin_base():
 class PinThreads(_worker_plugin_base()):
     """Dask worker plugin: on every worker, now and when it (re)starts, pin BLAS and Numba.
 
-    ``client.register_plugin(PinThreads(1))``. See :func:`pin_worker_threads`.
+    ``client.register_plugin(PinThreads(1))``. See :func:`pin_worker_threads`. Task threads that
+    a worker starts later (after a task secedes from its thread) keep Numba's default count;
+    starting the workers with :func:`thread_environment` covers those as well.
 
     Parameters
     ----------
@@ -135,8 +143,14 @@ class PinThreads(_worker_plugin_base()):
         self.n = check_int(n, "n", minimum=1)
         self.timeout = float(timeout)
 
-    def setup(self, worker):
-        _pin(worker, self.n, self.timeout)
+    async def setup(self, worker):
+        futures = _start_pinning(worker, self.n, self.timeout)
+        if futures:
+            try:
+                await asyncio.wait_for(asyncio.gather(*map(asyncio.wrap_future, futures)),
+                                       self.timeout)
+            except asyncio.TimeoutError:
+                raise _timeout_error(len(futures), self.timeout) from None
 
 
 def dask_client(n_workers=2, threads_per_worker=1, pin=1, **cluster_kwargs):

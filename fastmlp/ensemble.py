@@ -29,8 +29,11 @@ class Bagging:
     initialization and dropout masks) and trained with a fresh copy of ``optimizer`` on a bootstrap
     sample of the rows (n rows drawn with replacement, generator seeded by (seed, i)); with
     ``bootstrap=False`` every member sees all rows and only the initialization differs. Members are
-    trained in parallel through joblib when ``n_jobs != 1`` (each worker's BLAS/Numba threads are
-    limited by joblib so that the cores are not oversubscribed).
+    trained in parallel through joblib when ``n_jobs != 1``: joblib's default (loky) workers limit
+    their BLAS threads so the cores are not oversubscribed; under joblib's Dask back end, pin the
+    workers with :func:`fastmlp.distributed.dask_client` or :class:`fastmlp.distributed.PinThreads`.
+    The same seeds give bitwise the same members as ``n_jobs=1`` run with the workers' thread
+    count (a multithreaded BLAS rounds large products differently).
 
     Prediction averages the members' probabilities (cross_entropy, binary_cross_entropy) or raw
     outputs (mse, hinge).

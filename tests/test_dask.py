@@ -7,8 +7,11 @@ may split a matrix product differently and so round differently."""
 from __future__ import annotations
 
 import faulthandler
+import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,7 +113,8 @@ def test_dask_client_workers_are_pinned(client):
         assert counts["blas"] in (1, None)
     workers = list(client.scheduler_info()["workers"])
     for worker in workers:
-        counts = client.submit(worker_thread_counts, pure=False, workers=[worker]).result(timeout=30)
+        future = client.submit(worker_thread_counts, pure=False, workers=[worker])
+        counts = future.result(timeout=30)
         assert counts["numba"] == 1
         assert counts["blas"] in (1, None)
 
@@ -130,6 +134,10 @@ def test_plugin_pins_every_task_thread_of_a_plain_cluster():
                                        dashboard_address=None)
     try:
         with distributed.Client(cluster, timeout=60) as c:
+            import numba
+
+            before = c.submit(worker_thread_counts, pure=False).result(timeout=30)
+            assert before["numba"] == numba.config.NUMBA_NUM_THREADS  # all cores, unpinned
             c.register_plugin(PinThreads(1))
             results = c.gather(c.map(_slow_counts, range(4), pure=False))
             assert len({ident for ident, _ in results}) == 2  # both task threads were used
@@ -140,3 +148,20 @@ def test_plugin_pins_every_task_thread_of_a_plain_cluster():
                 assert counts["numba"] == 1
     finally:
         cluster.close(timeout=30)
+
+
+def test_sweep_script_help_and_quick():
+    pytest.importorskip("mnist1d")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "sweep_dask.py"
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    for word in ("--scheduler", "--quick", "--workers", "--epochs"):
+        assert word in proc.stdout
+    proc = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True,
+                          text=True, timeout=TEST_TIMEOUT, env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("|")]
+    assert len(rows) == 4  # header, separator, two configurations
+    assert "(best)" in proc.stdout and "total wall time" in proc.stdout
