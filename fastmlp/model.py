@@ -55,7 +55,9 @@ class MLP:
     dtype : str
         ``float32`` or ``float64`` for parameters and computation.
     device : str
-        ``cpu``. (``cuda`` is reserved for the GPU back end.)
+        ``cpu`` or ``cuda``. With ``cuda`` the computation runs on the GPU (numba.cuda); the
+        parameters and buffers keep a host copy (``params``/``buffers`` stay NumPy arrays) that is
+        uploaded before each device computation and refreshed after each one that changes them.
     init : str
         ``auto`` (he for relu, leaky_relu, elu, gelu, maxout; xavier otherwise), ``he`` or ``xavier``.
     seed : int or None
@@ -94,8 +96,6 @@ class MLP:
             raise ValueError(f"device must be 'cpu' or 'cuda'; got {device!r}")
         if device == "cuda":
             require_cuda()  # CudaUnavailableError saying what is missing
-            raise ValueError("device='cuda': training on the GPU is not available in this version "
-                             "of fastmlp (its CUDA kernels are); use device='cpu'")
         self.device = device
         if not isinstance(init, str) or init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
@@ -113,6 +113,8 @@ class MLP:
         self._params_view = views(self._params, self._layout.param_slots, ArrayViews)
         self._buffers_view = views(self._buffers, self._layout.buffer_slots, ArrayViews)
         self._workspaces = OrderedDict()
+        self._d_params = self._d_buffers = None
+        self._d_workspaces = OrderedDict()
         self.dropout_step = 0
         self.standardizer = None  # an optional fitted Standardizer saved with the model
         self._initialize()
@@ -197,6 +199,67 @@ class MLP:
         return net.network_forward(X, self._params, self._buffers, lay.layer_int, lay.layer_float,
                                    ws_off, ws, training, update_stats, self.seed, step)
 
+    # ----------------------------------------------------------------- device plumbing
+    # Sync protocol (device="cuda"): the host arrays ``_params``/``_buffers`` are the reference.
+    # Every device computation first uploads them to ``_d_params``/``_d_buffers``; every device
+    # computation that changes device state (training-mode passes) downloads it afterwards, so the
+    # host copy is current whenever control returns to the caller. ``Trainer.fit`` keeps the
+    # device state across its epochs and downloads it after each one.
+    def _upload(self):
+        """Copy the host parameters and buffers to the device (allocated on first use)."""
+        from numba import cuda
+        if self._d_params is None:
+            self._d_params = cuda.to_device(self._params)
+            self._d_buffers = cuda.to_device(self._buffers)
+        else:
+            self._d_params.copy_to_device(self._params)
+            if self._buffers.size:
+                self._d_buffers.copy_to_device(self._buffers)
+
+    def _download(self, params=True, buffers=True):
+        """Copy the device parameters and/or buffers back into the host arrays (in place)."""
+        if params:
+            self._d_params.copy_to_host(self._params)
+        if buffers and self._buffers.size:
+            self._d_buffers.copy_to_host(self._buffers)
+
+    def _device_workspace(self, batch_size):
+        """(ws_off, device ws) for ``batch_size`` rows, cached like :meth:`_workspace`."""
+        from numba import cuda
+        entry = self._d_workspaces.get(batch_size)
+        if entry is None:
+            ws_off, size = workspace_layout(self._layout.layer_int, batch_size)
+            entry = (ws_off, cuda.to_device(np.zeros(size, dtype=self.dtype)))
+            self._d_workspaces[batch_size] = entry
+            while len(self._d_workspaces) > _MAX_CACHED_WORKSPACES:
+                self._d_workspaces.popitem(last=False)
+        else:
+            self._d_workspaces.move_to_end(batch_size)
+        return entry
+
+    def _device_data(self, X, labels=None, targets=None):
+        """Device copies of validated host X (and labels/targets; an unused one becomes an empty
+        device array of the right dtype and width)."""
+        from numba import cuda
+        d_X = cuda.to_device(np.ascontiguousarray(X))
+        if labels is None:
+            return d_X
+        d_labels = (cuda.to_device(np.ascontiguousarray(labels)) if labels.size
+                    else cuda.device_array(0, dtype=np.int64))
+        d_targets = (cuda.to_device(np.ascontiguousarray(targets)) if targets.shape[0]
+                     else cuda.device_array((0, targets.shape[1]), dtype=self.dtype))
+        return d_X, d_labels, d_targets
+
+    def _forward_rows_cuda(self, d_X, training, update_stats, step):
+        """Host copy of the output of a device forward pass over the device rows ``d_X``."""
+        from .kernels.cuda import network as cuda_net
+        ws_off, ws = self._device_workspace(d_X.shape[0])
+        lay = self._layout
+        z = cuda_net.network_forward(d_X, self._d_params, self._d_buffers, lay.layer_int,
+                                     lay.layer_float, ws_off, ws, training, update_stats,
+                                     self.seed, step)
+        return z.copy_to_host()
+
     # ----------------------------------------------------------------- public computation
     def forward(self, X, training=False, dropout_step=None):
         """Raw outputs (logits) of the last layer, shape (n, n_outputs).
@@ -205,6 +268,8 @@ class MLP:
         like a training step; ``dropout_step`` replays the masks of that step.
         """
         X = check_features(X, self.input_dim, self.dtype)
+        if self.device == "cuda":
+            return self._forward_cuda(X, training, dropout_step)
         if training:
             self._check_training_batch(X.shape[0])
             step = self._next_dropout_step(dropout_step)
@@ -213,6 +278,23 @@ class MLP:
         for start in range(0, X.shape[0], EVAL_CHUNK_ROWS):
             rows = X[start:start + EVAL_CHUNK_ROWS]
             out[start:start + rows.shape[0]] = self._forward_rows(rows, False, False, 0)
+        return out
+
+    def _forward_cuda(self, X, training, dropout_step):
+        """:meth:`forward` on the device (X validated, on the host)."""
+        if training:
+            self._check_training_batch(X.shape[0])
+        step = self._next_dropout_step(dropout_step) if training else 0
+        self._upload()
+        d_X = self._device_data(X)
+        if training:
+            out = self._forward_rows_cuda(d_X, True, True, step)
+            self._download(params=False)
+            return out
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        for start in range(0, X.shape[0], EVAL_CHUNK_ROWS):
+            rows = d_X[start:start + EVAL_CHUNK_ROWS]
+            out[start:start + rows.shape[0]] = self._forward_rows_cuda(rows, False, False, 0)
         return out
 
     def _prepare(self, X, y, l1, l2):
@@ -235,9 +317,23 @@ class MLP:
         if training:
             self._check_training_batch(X.shape[0])
             step = self._next_dropout_step(dropout_step)
+        lay = self._layout
+        if self.device == "cuda":
+            from numba import cuda
+            from .kernels.cuda import network as cuda_net
+            self._upload()
+            d_X, d_labels, d_targets = self._device_data(X, labels, targets)
+            d_grads = cuda.device_array_like(self._params)
+            ws_off, ws = self._device_workspace(X.shape[0])
+            loss = cuda_net.network_loss_and_grad(
+                d_X, d_labels, d_targets, code, self._d_params, d_grads, self._d_buffers,
+                lay.layer_int, lay.layer_float, ws_off, ws, bool(training), bool(training),
+                self.seed, step, l1, l2)
+            if training:
+                self._download(params=False)
+            return float(loss), views(d_grads.copy_to_host(), lay.param_slots)
         grads = np.empty_like(self._params)
         ws_off, ws = self._workspace(X.shape[0])
-        lay = self._layout
         loss = net.network_loss_and_grad(X, labels, targets, code, self._params, grads,
                                          self._buffers, lay.layer_int, lay.layer_float, ws_off, ws,
                                          bool(training), bool(training), self.seed, step, l1, l2)
@@ -247,6 +343,8 @@ class MLP:
         """Mean loss + penalty without gradients (evaluation mode by default)."""
         X, labels, targets, code, l1, l2 = self._prepare(X, y, l1, l2)
         lay = self._layout
+        if self.device == "cuda":
+            return self._loss_value_cuda(X, labels, targets, code, training, l1, l2, dropout_step)
         if training:
             self._check_training_batch(X.shape[0])
             step = self._next_dropout_step(dropout_step)
@@ -266,6 +364,36 @@ class MLP:
                                     ws_off, ws, False, False, self.seed, 0, 0.0, 0.0)
             total += part * (stop - start)
         return total / n + float(net.network_penalty(self._params, lay.layer_int, l1, l2))
+
+    def _loss_value_cuda(self, X, labels, targets, code, training, l1, l2, dropout_step):
+        """:meth:`loss_value` on the device (inputs validated, on the host)."""
+        from .kernels.cuda import network as cuda_net
+        lay = self._layout
+        if training:
+            self._check_training_batch(X.shape[0])
+            step = self._next_dropout_step(dropout_step)
+        self._upload()
+        d_X, d_labels, d_targets = self._device_data(X, labels, targets)
+        if training:
+            ws_off, ws = self._device_workspace(X.shape[0])
+            value = cuda_net.network_loss(d_X, d_labels, d_targets, code, self._d_params,
+                                          self._d_buffers, lay.layer_int, lay.layer_float, ws_off,
+                                          ws, True, True, self.seed, step, l1, l2)
+            self._download(params=False)
+            return float(value)
+        total = 0.0
+        n = X.shape[0]
+        for start in range(0, n, EVAL_CHUNK_ROWS):
+            stop = min(start + EVAL_CHUNK_ROWS, n)
+            ws_off, ws = self._device_workspace(stop - start)
+            chunk_labels = d_labels[start:stop] if d_labels.shape[0] else d_labels
+            chunk_targets = d_targets[start:stop] if d_targets.shape[0] else d_targets
+            part = cuda_net.network_loss(d_X[start:stop], chunk_labels, chunk_targets, code,
+                                         self._d_params, self._d_buffers, lay.layer_int,
+                                         lay.layer_float, ws_off, ws, False, False, self.seed, 0,
+                                         0.0, 0.0)
+            total += part * (stop - start)
+        return total / n + float(cuda_net.network_penalty(self._d_params, lay.layer_int, l1, l2))
 
     def predict_proba(self, X):
         """Class probabilities: softmax rows (cross_entropy) or per-output sigmoids
@@ -368,12 +496,20 @@ class MLP:
         atomic_save_npz(path, arrays, self._metadata())
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, device=None):
         """Read a model written by :meth:`save`. Raises FileFormatError (a ValueError) for truncated,
-        foreign or newer-format files; nothing in the file is executed."""
+        foreign or newer-format files; nothing in the file is executed.
+
+        ``device`` (``"cpu"`` or ``"cuda"``) overrides the device stored in the file, e.g. to use
+        a model trained on the GPU on a machine without one; None keeps the stored device."""
         arrays, meta = load_npz(path, cls.FILE_FORMAT, cls.FORMAT_VERSION)
+        if device is not None and (not isinstance(device, str) or device not in DEVICES):
+            raise ValueError(f"device must be 'cpu', 'cuda' or None; got {device!r}")
         try:
-            model = cls.from_config(meta["config"])
+            config = dict(meta["config"])
+            if device is not None:
+                config["device"] = device
+            model = cls.from_config(config)
         except (KeyError, TypeError, ValueError) as exc:
             raise FileFormatError(f"{path!r} has an invalid architecture: {exc}") from None
         standardizer_state = {k.split("/", 1)[1]: arrays.pop(k) for k in list(arrays)

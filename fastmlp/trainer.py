@@ -59,6 +59,13 @@ class Trainer:
     one for the optimizer update of all parameters. A NaN/inf loss or gradient stops training with
     a :class:`NonFiniteLossWarning` and puts the model back to its state after the last completed
     epoch.
+
+    With a model on ``device="cuda"``, ``fit`` uploads the training data, the model and the
+    optimizer state once, keeps them (with the batch buffers, workspace and gradients) on the
+    device for the whole run, and copies the model and optimizer state back to the host after each
+    epoch, so callbacks, checkpoints, snapshots and evaluation read current host arrays. Changes
+    made to the model's host arrays during a run (e.g. by a callback) reach the device at the next
+    ``fit``.
     """
 
     FILE_FORMAT = "fastmlp.checkpoint"
@@ -150,6 +157,10 @@ class Trainer:
         self.model._buffers[...] = buffers
         self.optimizer.load_state_dict(opt_state)
         self.model.dropout_step = step
+        if self.model.device == "cuda":
+            # the optimizer state arrays were replaced: the next device epoch uploads afresh
+            self._cuda_state = None
+            self.model._upload()
 
     def _epoch_buffers(self, X, labels, targets, bounds):
         """Batch and workspace arrays for this data/batch layout, allocated once per fit."""
@@ -172,9 +183,72 @@ class Trainer:
         self._buffers_cache = (key, buffers)
         return buffers
 
+    def _cuda_epoch_state(self, X, labels, targets, bounds, host_opt):
+        """Device arrays kept across the epochs of a fit on ``device="cuda"``: the training data,
+        the batch buffers, the workspace, the gradients and the optimizer state, created (and the
+        model and the optimizer state ``host_opt`` = (s0, s1, s2) uploaded) on the first epoch
+        over this ``X``/``bounds``."""
+        from numba import cuda
+        state = getattr(self, "_cuda_state", None)
+        if (state is not None and state["X"] is X and state["labels"] is labels
+                and state["targets"] is targets and np.array_equal(state["bounds"], bounds)):
+            return state
+        model = self.model
+        model._upload()
+        d_X, d_labels, d_targets = model._device_data(X, labels, targets)
+        Xb, lb, tb, ws_off_full, ws_off_last, ws = self._epoch_buffers(X, labels, targets, bounds)
+        state = {
+            "X": X, "labels": labels, "targets": targets, "bounds": bounds.copy(),
+            "data": (d_X, d_labels, d_targets),
+            "batch": (cuda.device_array(Xb.shape, dtype=Xb.dtype),
+                      cuda.device_array(lb.shape, dtype=lb.dtype),
+                      cuda.device_array(tb.shape, dtype=tb.dtype)),
+            "ws": (ws_off_full, ws_off_last, cuda.to_device(np.zeros_like(ws))),
+            "grads": cuda.to_device(np.zeros_like(model._params)),
+            "host_opt": host_opt,
+            "opt": tuple(cuda.to_device(s) if s.size else cuda.device_array(0, dtype=s.dtype)
+                         for s in host_opt),
+        }
+        self._cuda_state = state
+        return state
+
+    def _run_epoch_cuda(self, X, labels, targets, code, bounds):
+        """:meth:`_run_epoch` on the device. Only the row order and the optimizer coefficients go
+        up and the epoch's scalars come back, plus the model and optimizer state copied to the
+        host after the epoch (so snapshots, callbacks, checkpoints and evaluation see it)."""
+        from numba import cuda
+
+        from .kernels.cuda.train import train_epoch as cuda_train_epoch
+        model, lay, opt = self.model, self.model._layout, self.optimizer
+        n = X.shape[0]
+        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+        steps = bounds.shape[0] - 1
+        opt_code, s0, s1, s2, flag, init = opt.fused_arguments(_FLAT_KEY, model._params)
+        state = self._cuda_epoch_state(X, labels, targets, bounds, (s0, s1, s2))
+        coefficients = opt.coefficient_table(_FLAT_KEY, steps, model.dtype)
+        ws_off_full, ws_off_last, ws = state["ws"]
+        d_s0, d_s1, d_s2 = state["opt"]
+        done, total, correct, counted = cuda_train_epoch(
+            *state["data"], code, cuda.to_device(order.astype(np.int64)), bounds, *state["batch"],
+            model._d_params, state["grads"], model._d_buffers, lay.layer_int, lay.layer_float,
+            ws_off_full, ws_off_last, ws, model.seed, model.dropout_step, self.l1, self.l2,
+            0.0 if self.clip_norm is None else self.clip_norm, opt_code, d_s0, d_s1, d_s2, flag,
+            init, cuda.to_device(coefficients))
+        model._download()
+        for d_s, s in zip(state["opt"], state["host_opt"]):
+            if s.size:
+                d_s.copy_to_host(s)
+        opt.advance(_FLAT_KEY, done)
+        model.dropout_step += done
+        if done < steps:
+            return None
+        return total / n, (correct / counted if counted else None)
+
     def _run_epoch(self, X, labels, targets, code, bounds):
         """One pass over the data in one compiled call; returns (loss, accuracy or None), or None
         when a step met a NaN/inf loss or gradient (no update was made by that step)."""
+        if self.model.device == "cuda":
+            return self._run_epoch_cuda(X, labels, targets, code, bounds)
         model, lay, opt = self.model, self.model._layout, self.optimizer
         n = X.shape[0]
         order = self._rng.permutation(n) if self.shuffle else np.arange(n)
@@ -225,6 +299,7 @@ class Trainer:
         if self.lr_schedule is not None:
             self.lr_schedule.start(self.optimizer.lr)
         self.stop_reason = None
+        self._cuda_state = None  # device="cuda": the fit's device arrays, made on its first epoch
         bar = epoch_progress(self.progress, self.epochs, self.epoch)
         try:
             while self.epoch < self.epochs:
@@ -263,6 +338,7 @@ class Trainer:
                     break
         finally:
             bar.close()
+            self._cuda_state = None
         finished = self.stop_reason == "early stopping" or self.epoch >= self.epochs
         if self.early_stopping is not None and self.early_stopping.restore_best and finished:
             self.early_stopping.restore()

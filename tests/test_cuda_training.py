@@ -1,0 +1,255 @@
+"""Device-resident training and inference with ``MLP(..., device="cuda")`` against the same runs on
+``device="cpu"``, in float64 to 1e-8: a full ``Trainer.fit`` (shuffling, validation, batchnorm,
+dropout, Adam and SGD with momentum), the non-finite stop, the single-batch ``forward``,
+``loss_and_grad``, ``loss_value``, ``predict`` and ``predict_proba``, and a model trained on the
+device that saves, loads with ``device="cpu"`` and predicts the same.
+
+The CUDA mode is chosen as in tests/test_cuda_network.py: in this process when
+``NUMBA_ENABLE_CUDASIM=1`` is set or a usable GPU is present, otherwise in a child pytest process
+on the CUDA simulator (``test_training_under_cuda_simulator``); the launch geometry is shrunk so
+that the tiny shapes span several blocks.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import fastmlp as fm
+from fastmlp.cuda_support import cuda_status, driver_gpu_count, simulator_enabled
+
+THIS_FILE = Path(__file__).resolve()
+ROOT = THIS_FILE.parent.parent
+
+
+def _choose_mode():
+    """("simulator" | "gpu" | "unavailable" | "subprocess", reason)."""
+    if simulator_enabled():
+        return "simulator", "NUMBA_ENABLE_CUDASIM=1"
+    gpus, why = driver_gpu_count()
+    if gpus > 0:
+        available, reason = cuda_status()
+        return ("gpu", reason) if available else ("unavailable", reason)
+    return "subprocess", why
+
+
+MODE, MODE_REASON = _choose_mode()
+IN_PROCESS = MODE in ("simulator", "gpu")
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:Grid size"),
+]
+
+if IN_PROCESS:  # importing numba.cuda fixes this process's CUDA mode: only when it will be used
+    from fastmlp.kernels.cuda import config as gpu_config
+
+PARENT_PROCESS_TESTS = ("test_training_under_cuda_simulator",)
+TOL = dict(rtol=1e-8, atol=1e-8)
+
+
+@pytest.fixture(autouse=True)
+def _cuda_mode(request, monkeypatch):
+    """Skip when CUDA does not run in this process; shrink the launch geometry."""
+    if request.node.originalname in PARENT_PROCESS_TESTS:
+        yield
+        return
+    if not IN_PROCESS:
+        pytest.skip(f"CUDA unavailable in this process: {MODE_REASON}")
+    monkeypatch.setattr(gpu_config, "THREADS_PER_BLOCK", 8)
+    monkeypatch.setattr(gpu_config, "REDUCE_COLS", 4)
+    monkeypatch.setattr(gpu_config, "REDUCE_ROWS", 4)
+    monkeypatch.setattr(gpu_config, "GEMM_TILE", (8, 4, 4, 4, 2))
+    gpu_config.check_geometry()
+    interval = sys.getswitchinterval()
+    if MODE == "simulator":
+        # The simulator runs a block's threads as Python threads that meet at every barrier;
+        # the default 5 ms GIL switch interval makes each barrier cost milliseconds.
+        sys.setswitchinterval(5e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_training_under_cuda_simulator():
+    """Without a GPU, run this file in a child process on the CUDA simulator."""
+    if MODE != "subprocess":
+        pytest.skip(f"the training tests run in this process ({MODE}: {MODE_REASON})")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    cmd = [sys.executable, "-m", "pytest", str(THIS_FILE), "-q", "-p", "no:cacheprovider"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    report = proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, f"CUDA simulator training tests failed:\n{report}"
+    assert " passed" in proc.stdout and "failed" not in proc.stdout, report
+
+
+# ---------------------------------------------------------------- helpers
+
+N_IN, N_OUT = 6, 3
+
+
+def _model(device, loss="cross_entropy", seed=3):
+    layers = [fm.Dense(8, "tanh", batchnorm=True, dropout=0.25), fm.Dense(N_OUT)]
+    return fm.MLP(N_IN, layers, loss=loss, dtype="float64", device=device, seed=seed)
+
+
+def _data(n=22, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, N_IN))
+    y = rng.integers(0, N_OUT, n)
+    return X, y
+
+
+def _assert_same_model(got, expected):
+    assert got.dropout_step == expected.dropout_step
+    assert_allclose(got._params, expected._params, **TOL)
+    assert_allclose(got._buffers, expected._buffers, **TOL)
+
+
+def _assert_same_history(got, expected):
+    assert set(got) == set(expected)
+    for key in expected:
+        if key == "epoch_time":
+            continue
+        assert_allclose(got[key], expected[key], **TOL, err_msg=key)
+
+
+def _fit(device, optimizer, **fit_args):
+    model = _model(device)
+    trainer = fm.Trainer(model, optimizer, batch_size=8, epochs=2, l2=0.01, clip_norm=5.0,
+                         progress=False)
+    X, y = _data()
+    history = trainer.fit(X, y, **fit_args)
+    return model, trainer, history
+
+
+# ---------------------------------------------------------------- training
+
+@pytest.mark.parametrize("opt", ("adam", "sgd"))
+def test_fit_matches_cpu(opt):
+    """Two epochs (shuffled, short last batch, validation split): parameters, running statistics,
+    dropout step, optimizer state and history."""
+    def make():
+        if opt == "adam":
+            return fm.Adam(lr=0.01)
+        return fm.SGD(lr=0.05, momentum=0.9, nesterov=True)
+
+    cpu_model, cpu_trainer, cpu_history = _fit("cpu", make(), validation_split=0.25)
+    gpu_model, gpu_trainer, gpu_history = _fit("cuda", make(), validation_split=0.25)
+    assert gpu_model.device == "cuda" and gpu_trainer.epoch == 2
+    _assert_same_model(gpu_model, cpu_model)
+    _assert_same_history(gpu_history, cpu_history)
+    cpu_state, gpu_state = cpu_trainer.optimizer.state_dict(), gpu_trainer.optimizer.state_dict()
+    assert set(cpu_state) == set(gpu_state)
+    for key, value in cpu_state.items():
+        if isinstance(value, np.ndarray):
+            assert_allclose(gpu_state[key], value, **TOL, err_msg=key)
+        else:
+            assert gpu_state[key] == value
+    # a further fit continues from the downloaded state on both
+    for trainer in (cpu_trainer, gpu_trainer):
+        trainer.epochs = 3
+        trainer.fit(*_data())
+    _assert_same_model(gpu_model, cpu_model)
+    _assert_same_history(gpu_trainer.history, cpu_trainer.history)
+
+
+def test_non_finite_epoch_restores_like_cpu():
+    """A target too large for a finite loss stops a later run in its second batch, on both
+    devices, and puts back the state after the last completed epoch."""
+    X, _ = _data()
+    y = X[:, :N_OUT] * 0.5
+    broken = y.copy()
+    broken[12, 0] = 1e200  # second batch of 8 (no shuffling): its squared error overflows
+    results = []
+    for device in ("cpu", "cuda"):
+        model = _model(device, loss="mse")
+        trainer = fm.Trainer(model, fm.Adam(lr=0.01), batch_size=8, epochs=2, shuffle=False,
+                             progress=False)
+        trainer.fit(X, y)
+        trainer.epochs = 4
+        with pytest.warns(fm.NonFiniteLossWarning, match="non-finite"):
+            trainer.fit(X, broken)
+        assert trainer.stop_reason == "non-finite loss" and trainer.epoch == 2
+        results.append((model, trainer))
+    (cpu_model, cpu_trainer), (gpu_model, gpu_trainer) = results
+    assert np.all(np.isfinite(gpu_model._params))
+    _assert_same_model(gpu_model, cpu_model)
+    _assert_same_history(gpu_trainer.history, cpu_trainer.history)
+    # the restored state is on the device too: training goes on identically
+    for trainer in (cpu_trainer, gpu_trainer):
+        trainer.fit(X, y)
+        assert trainer.epoch == 4
+    _assert_same_model(gpu_model, cpu_model)
+    _assert_same_history(gpu_trainer.history, cpu_trainer.history)
+    assert_allclose(gpu_model.predict(X), cpu_model.predict(X), **TOL)
+
+
+def test_gpu_trained_model_loads_on_cpu(tmp_path):
+    """Saved from the device (host copies, "device": "cuda" in the config), loaded with
+    device="cpu" (and on the device), it predicts the same."""
+    gpu_model, _, _ = _fit("cuda", fm.Adam(lr=0.01))
+    X, _ = _data(n=13, seed=4)
+    path = tmp_path / "model.npz"
+    gpu_model.save(path)
+    on_cpu = fm.MLP.load(path, device="cpu")
+    assert on_cpu.device == "cpu"
+    assert_array_equal(on_cpu._params, gpu_model._params)
+    assert_array_equal(on_cpu._buffers, gpu_model._buffers)
+    assert_allclose(on_cpu.predict_proba(X), gpu_model.predict_proba(X), **TOL)
+    assert_array_equal(on_cpu.predict(X), gpu_model.predict(X))
+    again = fm.MLP.load(path)
+    assert again.device == "cuda" and again.get_config()["device"] == "cuda"
+    assert_allclose(again.forward(X), on_cpu.forward(X), **TOL)
+    with pytest.raises(ValueError, match="device"):
+        fm.MLP.load(path, device="tpu")
+
+
+# ---------------------------------------------------------------- single passes
+
+@pytest.mark.parametrize("loss", ("cross_entropy", "binary_cross_entropy", "mse"))
+def test_inference_and_gradients_match_cpu(loss):
+    """predict, predict_proba, forward (both modes), loss_value and loss_and_grad, with host
+    parameters edited in between (the device copy follows)."""
+    cpu, gpu = _model("cpu", loss), _model("cuda", loss)
+    X, labels = _data(n=9, seed=2)
+    y = labels if loss == "cross_entropy" else (
+        np.eye(N_OUT)[labels] if loss == "binary_cross_entropy" else X[:, :N_OUT] * 0.5)
+    for model in (cpu, gpu):
+        model.params["1.W"][...] *= 1.5  # a host edit before any device computation
+    assert_allclose(gpu.forward(X), cpu.forward(X), **TOL)
+    if loss == "mse":
+        assert_allclose(gpu.predict(X), cpu.predict(X), **TOL)
+    else:
+        assert_array_equal(gpu.predict(X), cpu.predict(X))
+        assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), **TOL)
+    assert_allclose(gpu.loss_value(X, y, l1=0.01, l2=0.02), cpu.loss_value(X, y, l1=0.01, l2=0.02),
+                    **TOL)
+    for training in (True, False):
+        cpu_loss, cpu_grads = cpu.loss_and_grad(X, y, training=training, l2=0.01)
+        gpu_loss, gpu_grads = gpu.loss_and_grad(X, y, training=training, l2=0.01)
+        assert isinstance(gpu_loss, float)
+        assert_allclose(gpu_loss, cpu_loss, **TOL)
+        assert set(gpu_grads) == set(cpu_grads)
+        for key in cpu_grads:
+            assert isinstance(gpu_grads[key], np.ndarray)
+            assert_allclose(gpu_grads[key], cpu_grads[key], **TOL, err_msg=key)
+        _assert_same_model(gpu, cpu)  # training mode updated the running statistics on both
+    assert_allclose(gpu.forward(X, training=True), cpu.forward(X, training=True), **TOL)
+    assert_allclose(gpu.loss_value(X, y, training=True), cpu.loss_value(X, y, training=True),
+                    **TOL)
+    _assert_same_model(gpu, cpu)
+    assert isinstance(gpu.params["0.W"], np.ndarray)
+
+
+if MODE == "subprocess":
+    # No GPU and no simulator here: the training tests run in the child process of
+    # test_training_under_cuda_simulator, so only that test is collected in this process.
+    for _name in [n for n in list(globals()) if n.startswith("test_")
+                  and n not in PARENT_PROCESS_TESTS]:
+        del globals()[_name]
