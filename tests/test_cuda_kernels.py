@@ -31,7 +31,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from fastmlp.cuda_support import cuda_status, driver_gpu_count, simulator_enabled
+from cuda_mode import (IN_PROCESS, MODE, MODE_REASON, collect_only_parent_tests,
+                       run_file_under_simulator, small_launch_geometry)
+from fastmlp.cuda_support import cuda_status, driver_gpu_count
 from fastmlp.kernels.cpu import activations as cpu_act
 from fastmlp.kernels.cpu import batchnorm as cpu_bn
 from fastmlp.kernels.cpu import dense as cpu_dense
@@ -46,19 +48,6 @@ THIS_FILE = Path(__file__).resolve()
 ROOT = THIS_FILE.parent.parent
 
 
-def _choose_mode():
-    """("simulator" | "gpu" | "unavailable" | "subprocess", reason)."""
-    if simulator_enabled():
-        return "simulator", "NUMBA_ENABLE_CUDASIM=1"
-    gpus, why = driver_gpu_count()
-    if gpus > 0:
-        available, reason = cuda_status()
-        return ("gpu", reason) if available else ("unavailable", reason)
-    return "subprocess", why
-
-
-MODE, MODE_REASON = _choose_mode()
-IN_PROCESS = MODE in ("simulator", "gpu")
 
 pytestmark = [
     # SplitMix64 wraps modulo 2^64 by design; the simulator runs it with NumPy scalars, which warn.
@@ -120,12 +109,11 @@ def _cuda_mode(request, monkeypatch):
         return
     if not IN_PROCESS:
         pytest.skip(f"CUDA unavailable in this process: {MODE_REASON}")
-    monkeypatch.setattr(gpu_config, "THREADS_PER_BLOCK", 8)
-    monkeypatch.setattr(gpu_config, "REDUCE_COLS", 4)
-    monkeypatch.setattr(gpu_config, "REDUCE_ROWS", 4)
-    monkeypatch.setattr(gpu_config, "GEMM_TILE", SMALL_TILE)
-    gpu_config.check_geometry()
-    yield
+    restore = small_launch_geometry(monkeypatch, gpu_config, SMALL_TILE)
+    try:
+        yield
+    finally:
+        restore()
 
 
 PARENT_PROCESS_TESTS = ("test_kernels_under_cuda_simulator",
@@ -135,14 +123,7 @@ PARENT_PROCESS_TESTS = ("test_kernels_under_cuda_simulator",
 
 def test_kernels_under_cuda_simulator():
     """Without a GPU, run this file in a child process on the CUDA simulator."""
-    if MODE != "subprocess":
-        pytest.skip(f"the kernel tests run in this process ({MODE}: {MODE_REASON})")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    cmd = [sys.executable, "-m", "pytest", str(THIS_FILE), "-q", "-p", "no:cacheprovider"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    report = proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert proc.returncode == 0, f"CUDA simulator tests failed:\n{report}"
-    assert " passed" in proc.stdout and "failed" not in proc.stdout, report
+    run_file_under_simulator(THIS_FILE, "kernel")
 
 
 def test_cuda_status_without_gpu_is_a_clear_answer():
@@ -769,9 +750,4 @@ def test_default_geometry_dense_layer(monkeypatch):
         close(host(got), expected, np.float32)
 
 
-if MODE == "subprocess":
-    # No GPU and no simulator here: the kernel tests run in the child process of
-    # test_kernels_under_cuda_simulator, so only the parent-process tests are collected.
-    for _name in [n for n in list(globals()) if n.startswith("test_")
-                  and n not in PARENT_PROCESS_TESTS]:
-        del globals()[_name]
+collect_only_parent_tests(globals(), PARENT_PROCESS_TESTS)

@@ -10,9 +10,6 @@ The CUDA mode is chosen as in tests/test_cuda_kernels.py: in this process when
 on the CUDA simulator (``test_network_under_cuda_simulator``).
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +18,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
 from fastmlp._layout import build_layout, workspace_layout
-from fastmlp.cuda_support import cuda_status, driver_gpu_count, simulator_enabled
+from cuda_mode import (IN_PROCESS, MODE_REASON, collect_only_parent_tests,
+                       run_file_under_simulator, small_launch_geometry)
 from fastmlp.kernels.cpu import losses as cpu_loss
 from fastmlp.kernels.cpu import network as cpu_net
 from fastmlp.kernels.cpu import train as cpu_train
@@ -30,19 +28,6 @@ THIS_FILE = Path(__file__).resolve()
 ROOT = THIS_FILE.parent.parent
 
 
-def _choose_mode():
-    """("simulator" | "gpu" | "unavailable" | "subprocess", reason)."""
-    if simulator_enabled():
-        return "simulator", "NUMBA_ENABLE_CUDASIM=1"
-    gpus, why = driver_gpu_count()
-    if gpus > 0:
-        available, reason = cuda_status()
-        return ("gpu", reason) if available else ("unavailable", reason)
-    return "subprocess", why
-
-
-MODE, MODE_REASON = _choose_mode()
-IN_PROCESS = MODE in ("simulator", "gpu")
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
@@ -68,32 +53,16 @@ def _cuda_mode(request, monkeypatch):
         return
     if not IN_PROCESS:
         pytest.skip(f"CUDA unavailable in this process: {MODE_REASON}")
-    monkeypatch.setattr(gpu_config, "THREADS_PER_BLOCK", 8)
-    monkeypatch.setattr(gpu_config, "REDUCE_COLS", 4)
-    monkeypatch.setattr(gpu_config, "REDUCE_ROWS", 4)
-    monkeypatch.setattr(gpu_config, "GEMM_TILE", (8, 4, 4, 4, 2))
-    gpu_config.check_geometry()
-    interval = sys.getswitchinterval()
-    if MODE == "simulator":
-        # The simulator runs a block's threads as Python threads that meet at every barrier;
-        # the default 5 ms GIL switch interval makes each barrier cost milliseconds.
-        sys.setswitchinterval(5e-5)
+    restore = small_launch_geometry(monkeypatch, gpu_config, (8, 4, 4, 4, 2))
     try:
         yield
     finally:
-        sys.setswitchinterval(interval)
+        restore()
 
 
 def test_network_under_cuda_simulator():
     """Without a GPU, run this file in a child process on the CUDA simulator."""
-    if MODE != "subprocess":
-        pytest.skip(f"the network tests run in this process ({MODE}: {MODE_REASON})")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    cmd = [sys.executable, "-m", "pytest", str(THIS_FILE), "-q", "-p", "no:cacheprovider"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    report = proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert proc.returncode == 0, f"CUDA simulator tests failed:\n{report}"
-    assert " passed" in proc.stdout and "failed" not in proc.stdout, report
+    run_file_under_simulator(THIS_FILE, "network")
 
 
 # ---------------------------------------------------------------- cases
@@ -348,9 +317,4 @@ def test_gather_batch():
     assert_array_equal(tb.copy_to_host()[:5], targets[rows])
 
 
-if MODE == "subprocess":
-    # No GPU and no simulator here: the network tests run in the child process of
-    # test_network_under_cuda_simulator, so only that test is collected in this process.
-    for _name in [n for n in list(globals()) if n.startswith("test_")
-                  and n not in PARENT_PROCESS_TESTS]:
-        del globals()[_name]
+collect_only_parent_tests(globals(), PARENT_PROCESS_TESTS)

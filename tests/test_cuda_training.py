@@ -10,9 +10,6 @@ on the CUDA simulator (``test_training_under_cuda_simulator``); the launch geome
 that the tiny shapes span several blocks.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,25 +17,13 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
-from fastmlp.cuda_support import cuda_status, driver_gpu_count, simulator_enabled
+from cuda_mode import (IN_PROCESS, MODE_REASON, collect_only_parent_tests,
+                       run_file_under_simulator, small_launch_geometry)
 
 THIS_FILE = Path(__file__).resolve()
 ROOT = THIS_FILE.parent.parent
 
 
-def _choose_mode():
-    """("simulator" | "gpu" | "unavailable" | "subprocess", reason)."""
-    if simulator_enabled():
-        return "simulator", "NUMBA_ENABLE_CUDASIM=1"
-    gpus, why = driver_gpu_count()
-    if gpus > 0:
-        available, reason = cuda_status()
-        return ("gpu", reason) if available else ("unavailable", reason)
-    return "subprocess", why
-
-
-MODE, MODE_REASON = _choose_mode()
-IN_PROCESS = MODE in ("simulator", "gpu")
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
@@ -60,32 +45,16 @@ def _cuda_mode(request, monkeypatch):
         return
     if not IN_PROCESS:
         pytest.skip(f"CUDA unavailable in this process: {MODE_REASON}")
-    monkeypatch.setattr(gpu_config, "THREADS_PER_BLOCK", 8)
-    monkeypatch.setattr(gpu_config, "REDUCE_COLS", 4)
-    monkeypatch.setattr(gpu_config, "REDUCE_ROWS", 4)
-    monkeypatch.setattr(gpu_config, "GEMM_TILE", (8, 4, 4, 4, 2))
-    gpu_config.check_geometry()
-    interval = sys.getswitchinterval()
-    if MODE == "simulator":
-        # The simulator runs a block's threads as Python threads that meet at every barrier;
-        # the default 5 ms GIL switch interval makes each barrier cost milliseconds.
-        sys.setswitchinterval(5e-5)
+    restore = small_launch_geometry(monkeypatch, gpu_config, (8, 4, 4, 4, 2))
     try:
         yield
     finally:
-        sys.setswitchinterval(interval)
+        restore()
 
 
 def test_training_under_cuda_simulator():
     """Without a GPU, run this file in a child process on the CUDA simulator."""
-    if MODE != "subprocess":
-        pytest.skip(f"the training tests run in this process ({MODE}: {MODE_REASON})")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    cmd = [sys.executable, "-m", "pytest", str(THIS_FILE), "-q", "-p", "no:cacheprovider"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    report = proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert proc.returncode == 0, f"CUDA simulator training tests failed:\n{report}"
-    assert " passed" in proc.stdout and "failed" not in proc.stdout, report
+    run_file_under_simulator(THIS_FILE, "training")
 
 
 # ---------------------------------------------------------------- helpers
@@ -247,9 +216,4 @@ def test_inference_and_gradients_match_cpu(loss):
     assert isinstance(gpu.params["0.W"], np.ndarray)
 
 
-if MODE == "subprocess":
-    # No GPU and no simulator here: the training tests run in the child process of
-    # test_training_under_cuda_simulator, so only that test is collected in this process.
-    for _name in [n for n in list(globals()) if n.startswith("test_")
-                  and n not in PARENT_PROCESS_TESTS]:
-        del globals()[_name]
+collect_only_parent_tests(globals(), PARENT_PROCESS_TESTS)

@@ -1,0 +1,67 @@
+"""Where the CUDA tests run: in this process when a usable GPU is present or the CUDA simulator is
+on (``NUMBA_ENABLE_CUDASIM=1``), otherwise in a child pytest process on the simulator — so that
+the parent never imports numba.cuda in simulator mode (other tests expect ``device="cuda"`` to
+report that no GPU is present). The same tests run unchanged on a real GPU.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastmlp.cuda_support import cuda_status, driver_gpu_count, simulator_enabled
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def choose_mode():
+    """("simulator" | "gpu" | "unavailable" | "subprocess", reason)."""
+    if simulator_enabled():
+        return "simulator", "NUMBA_ENABLE_CUDASIM=1"
+    gpus, why = driver_gpu_count()
+    if gpus > 0:
+        available, reason = cuda_status()
+        return ("gpu", reason) if available else ("unavailable", reason)
+    return "subprocess", why
+
+
+MODE, MODE_REASON = choose_mode()
+IN_PROCESS = MODE in ("simulator", "gpu")
+
+
+def small_launch_geometry(monkeypatch, gpu_config, gemm_tile):
+    """Shrink threads per block, reduction blocks and GEMM tiles so tiny shapes span several
+    blocks, and (on the simulator) shorten the GIL switch interval: the simulator runs a block's
+    threads as Python threads that meet at every barrier. Returns a function that undoes the
+    switch-interval change."""
+    monkeypatch.setattr(gpu_config, "THREADS_PER_BLOCK", 8)
+    monkeypatch.setattr(gpu_config, "REDUCE_COLS", 4)
+    monkeypatch.setattr(gpu_config, "REDUCE_ROWS", 4)
+    monkeypatch.setattr(gpu_config, "GEMM_TILE", gemm_tile)
+    gpu_config.check_geometry()
+    interval = sys.getswitchinterval()
+    if MODE == "simulator":
+        sys.setswitchinterval(5e-5)
+    return lambda: sys.setswitchinterval(interval)
+
+
+def run_file_under_simulator(test_file, what):
+    """Run ``test_file`` in a child pytest process with the simulator on; fail with its report."""
+    if MODE != "subprocess":
+        pytest.skip(f"the {what} tests run in this process ({MODE}: {MODE_REASON})")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    cmd = [sys.executable, "-m", "pytest", str(test_file), "-q", "-p", "no:cacheprovider"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    report = proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, f"CUDA simulator {what} tests failed:\n{report}"
+    assert " passed" in proc.stdout and "failed" not in proc.stdout, report
+
+
+def collect_only_parent_tests(namespace, parent_tests):
+    """Without a GPU or the simulator, drop a module's kernel-launching tests from collection:
+    they run in the child process of its simulator runner."""
+    if MODE == "subprocess":
+        for name in [n for n in list(namespace) if n.startswith("test_") and n not in parent_tests]:
+            del namespace[name]
