@@ -17,7 +17,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
-from cuda_mode import (EPOCH_RACE, IN_PROCESS, MODE_REASON, collect_only_parent_tests,
+from cuda_mode import (IN_PROCESS, NETWORK_RACE, MODE_REASON, collect_only_parent_tests,
                        run_file_under_simulator, small_launch_geometry)
 
 THIS_FILE = Path(__file__).resolve()
@@ -28,7 +28,7 @@ ROOT = THIS_FILE.parent.parent
 pytestmark = [
     pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
     pytest.mark.filterwarnings("ignore:Grid size"),
-]
+] + ([NETWORK_RACE] if IN_PROCESS else [])
 
 if IN_PROCESS:  # importing numba.cuda fixes this process's CUDA mode: only when it will be used
     from fastmlp.kernels.cuda import config as gpu_config
@@ -99,7 +99,6 @@ def _fit(device, optimizer, **fit_args):
 
 # ---------------------------------------------------------------- training
 
-@EPOCH_RACE
 @pytest.mark.parametrize("opt", ("adam", "sgd"))
 def test_fit_matches_cpu(opt):
     """Two epochs (shuffled, short last batch, validation split): parameters, running statistics,
@@ -129,7 +128,6 @@ def test_fit_matches_cpu(opt):
     _assert_same_history(gpu_trainer.history, cpu_trainer.history)
 
 
-@EPOCH_RACE
 def test_non_finite_epoch_restores_like_cpu():
     """A target too large for a finite loss stops a later run in its second batch, on both
     devices, and puts back the state after the last completed epoch."""
@@ -161,7 +159,6 @@ def test_non_finite_epoch_restores_like_cpu():
     assert_allclose(gpu_model.predict(X), cpu_model.predict(X), **TOL)
 
 
-@EPOCH_RACE
 def test_gpu_trained_model_loads_on_cpu(tmp_path):
     """Saved from the device (host copies, "device": "cuda" in the config), loaded with
     device="cpu" (and on the device), it predicts the same."""
