@@ -352,8 +352,16 @@ class MLP:
             return float(net.network_loss(X, labels, targets, code, self._params, self._buffers,
                                           lay.layer_int, lay.layer_float, ws_off, ws, True, True,
                                           self.seed, step, l1, l2))
-        total = 0.0
+        loss, _ = self._evaluation_loss_and_output(X, labels, targets, code)
+        return loss + float(net.network_penalty(self._params, lay.layer_int, l1, l2))
+
+    def _evaluation_loss_and_output(self, X, labels, targets, code):
+        """(mean data loss, outputs (n, n_outputs)) in evaluation mode, from one forward pass over
+        validated host arrays, in chunks of EVAL_CHUNK_ROWS rows (CPU)."""
+        lay = self._layout
         n = X.shape[0]
+        out = np.empty((n, self.n_outputs), dtype=self.dtype)
+        total = 0.0
         for start in range(0, n, EVAL_CHUNK_ROWS):
             stop = min(start + EVAL_CHUNK_ROWS, n)
             ws_off, ws = self._workspace(stop - start)
@@ -362,8 +370,9 @@ class MLP:
             part = net.network_loss(X[start:stop], chunk_labels, chunk_targets, code,
                                     self._params, self._buffers, lay.layer_int, lay.layer_float,
                                     ws_off, ws, False, False, self.seed, 0, 0.0, 0.0)
+            out[start:stop] = net.network_output(ws, ws_off, lay.layer_int, stop - start, False)
             total += part * (stop - start)
-        return total / n + float(net.network_penalty(self._params, lay.layer_int, l1, l2))
+        return total / n, out
 
     def _loss_value_cuda(self, X, labels, targets, code, training, l1, l2, dropout_step):
         """:meth:`loss_value` on the device (inputs validated, on the host)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 
@@ -14,6 +13,7 @@ from .callbacks import Callback, EarlyStopping
 from .io import FileFormatError, atomic_save_npz, load_npz
 from ._layout import workspace_layout
 from .kernels.cpu.metrics import count_correct
+from .kernels.cpu.network import network_penalty
 from .kernels.cpu.train import train_epoch
 from .losses import prepare_targets
 from .model import MLP
@@ -349,11 +349,16 @@ class Trainer:
 
     # ----------------------------------------------------------------- evaluation
     def _evaluate_prepared(self, X, labels, targets, code):
+        """Loss (+ penalty) and accuracy of validated arrays; on the CPU from one forward pass."""
         model = self.model
-        loss = model.loss_value(X, labels if labels.size else targets, l1=self.l1, l2=self.l2)
+        if model.device == "cpu":
+            loss, z = model._evaluation_loss_and_output(X, labels, targets, code)
+            loss += float(network_penalty(model._params, model._layout.layer_int, self.l1, self.l2))
+        else:
+            loss = model.loss_value(X, labels if labels.size else targets, l1=self.l1, l2=self.l2)
+            z = model.forward(X) if model.is_classifier else None
         metrics = {"loss": loss}
         if model.is_classifier:
-            z = model.forward(X)
             correct, counted = count_correct(z, labels, targets, code)
             metrics["accuracy"] = correct / counted
         return metrics
