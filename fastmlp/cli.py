@@ -36,6 +36,7 @@ import numpy as np
 from . import __version__
 from .cuda_support import CudaUnavailableError
 from .io import atomic_write
+from .mpi import DistributedError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -334,6 +335,17 @@ def build_parser():
     output.add_argument(
         "--quiet", action="store_true",
         help="print nothing but errors and warnings (implies --no-progress)")
+    scale = train.add_argument_group("scaling out")
+    scale.add_argument(
+        "--distributed", action="store_true",
+        help="data-parallel training over the ranks of an MPI job (mpiexec -n R fastmlp train "
+             "--distributed ...): each global batch is split over the ranks and the gradients "
+             "are averaged every step; rank 0 alone prints and writes files; --threads auto gives "
+             "each rank an equal share of the cores (needs fastmlp[mpi])")
+    scale.add_argument(
+        "--mpi-timeout", type=_positive_float, default=300.0, metavar="SECONDS",
+        help="with --distributed, end the job with an error when the ranks have not met for "
+             "SECONDS (a failed or stalled rank) (default: 300)")
     train.set_defaults(handler=run_train)
     return parser
 
@@ -858,42 +870,88 @@ def final_metrics(trainer, splits, fit_seconds):
     return metrics
 
 
+def _communicator(args):
+    """The MPI communicator of a ``--distributed`` run, else None."""
+    if not args.distributed:
+        return None
+    if args.device != "cpu":
+        raise CLIError("--distributed trains on the CPU; drop --device cuda")
+    from .mpi import Communicator
+    return Communicator(timeout=args.mpi_timeout)
+
+
+class _Run:
+    """What ``fastmlp train`` builds before training."""
+
+
+def _set_up(args, comm, root):
+    """Data, model, optimizer and trainer of the run; only rank 0 makes the output folder."""
+    import fastmlp as fm
+    run = _Run()
+    run.validation = _validation_fraction(args)
+    run.optimizer = optimizer = build_optimizer(args)
+    run.optimizer_config = optimizer.get_config()  # before a schedule changes lr
+    run.folder = _prepare_output(args.output) if root else None
+    run.data = data = load_dataset(args)
+    for note in data.notes if root else ():
+        print(f"note: {note}", file=sys.stderr)
+    prepare_targets(data, args.loss)
+    run.splits = splits = prepare_splits(args, data, run.validation)
+    run.model = model = build_model(args, splits.X_train.shape[1], data.n_outputs)
+    run.early = None
+    if args.early_stopping is not None:
+        run.early = fm.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
+                                     restore_best=True)
+    schedule = build_schedule(args, "val_loss" if splits.X_val is not None else "loss")
+    options = dict(optimizer=optimizer, batch_size=args.batch_size, epochs=args.epochs,
+                   shuffle=True, seed=args.seed, l1=args.l1, l2=args.l2, early_stopping=run.early,
+                   lr_schedule=schedule, clip_norm=args.clip_norm,
+                   progress=not (args.quiet or args.no_progress))
+    if comm is None:
+        run.trainer = fm.Trainer(model, **options)
+    else:
+        from .mpi import DistributedTrainer
+        run.trainer = DistributedTrainer(model, comm=comm, **options)
+    return run
+
+
 def run_train(args, started):
     """Carry out ``fastmlp train``; returns the exit status."""
     import contextlib
 
     import fastmlp as fm
 
+    comm = _communicator(args)
+    root = comm is None or comm.rank == 0
+    if not root:
+        args.quiet = True  # rank 0 alone prints and writes files
     out = sys.stdout
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=out, flush=True))
-    validation = _validation_fraction(args)
-    optimizer = build_optimizer(args)
-    optimizer_config = optimizer.get_config()  # before a schedule changes lr
-    folder = _prepare_output(args.output)
-
-    data = load_dataset(args)
-    for note in data.notes:
-        print(f"note: {note}", file=sys.stderr)
-    prepare_targets(data, args.loss)
-    splits = prepare_splits(args, data, validation)
-    model = build_model(args, splits.X_train.shape[1], data.n_outputs)
-    early = None
-    if args.early_stopping is not None:
-        early = fm.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
-                                 restore_best=True)
-    schedule = build_schedule(args, "val_loss" if splits.X_val is not None else "loss")
-    trainer = fm.Trainer(model, optimizer=optimizer, batch_size=args.batch_size,
-                         epochs=args.epochs, shuffle=True, seed=args.seed, l1=args.l1, l2=args.l2,
-                         early_stopping=early, lr_schedule=schedule, clip_norm=args.clip_norm,
-                         progress=not (args.quiet or args.no_progress))
-    for line in _describe(args, data, splits, model, optimizer):
+    try:
+        run = _set_up(args, comm, root)
+    except (CLIError, ValueError, TypeError, OSError, ImportError) as exc:
+        if comm is None:
+            raise
+        comm.agree(exc, "the set-up of the run")  # raises exc here, DistributedError elsewhere
+    if comm is not None:
+        comm.agree(None, "the set-up of the run")
+    data, splits, model, trainer, early = run.data, run.splits, run.model, run.trainer, run.early
+    for line in _describe(args, data, splits, model, run.optimizer):
         say(line)
+    if comm is not None:
+        say(f"distributed: {comm.size} MPI ranks, global batch {args.batch_size}")
 
     threads = choose_threads(args.threads, model, args.batch_size)
+    if comm is not None and args.threads == "auto":
+        from .mpi import default_threads
+        threads = default_threads(comm.comm)
     with contextlib.nullcontext() if threads is None else fm.num_threads(threads):
         fit_seconds = _fit(trainer, splits)
         metrics = final_metrics(trainer, splits, fit_seconds)
+    if not root:
+        return EXIT_OK
 
+    folder = run.folder
     model.save(folder / MODEL_FILE, standardizer=splits.standardizer)
     plotted = write_curves(folder / CURVES_FILE, trainer.history,
                            f"{data.name}: {_architecture(model)} {model.loss}",
@@ -905,8 +963,9 @@ def run_train(args, started):
 
     arguments = {k: v for k, v in vars(args).items() if k not in ("handler", "_argv")}
     arguments.update(hidden=[layer.units for layer in model.layers[:-1]],
-                     lr=optimizer_config["lr"], validation_split=validation)
+                     lr=run.optimizer_config["lr"], validation_split=run.validation)
     metrics["threads"] = threads if threads is not None else _max_threads()
+    metrics["ranks"] = 1 if comm is None else comm.size
     document = {
         "fastmlp_version": __version__,
         "command": "train",
@@ -920,7 +979,7 @@ def run_train(args, started):
                  "feature_names": data.feature_names,
                  "standardized": splits.standardizer is not None},
         "model": model.get_config(),
-        "optimizer": {"class": type(optimizer).__name__, **optimizer_config},
+        "optimizer": {"class": type(run.optimizer).__name__, **run.optimizer_config},
         "metrics": metrics,
         "history": trainer.history,
         "files": {"model": MODEL_FILE, "curves": CURVES_FILE if plotted else None},
@@ -949,7 +1008,8 @@ def main(argv=None):
     args._argv = argv
     try:
         return args.handler(args, started)
-    except (CLIError, ValueError, TypeError, OSError, ImportError, CudaUnavailableError) as exc:
+    except (CLIError, ValueError, TypeError, OSError, ImportError, CudaUnavailableError,
+            DistributedError) as exc:
         message = str(exc) or type(exc).__name__
         if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
             message = f"{exc.strerror}: {exc.filename}"

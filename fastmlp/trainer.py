@@ -162,6 +162,13 @@ class Trainer:
             self._cuda_state = None
             self.model._upload()
 
+    def _before_training(self, X, labels, targets, bounds):
+        """Called by ``fit`` once the data and batches are checked, before the first epoch."""
+
+    def _callbacks_stop(self, requested):
+        """Whether a callback's stop request ends the run."""
+        return requested
+
     def _epoch_buffers(self, X, labels, targets, bounds):
         """Batch and workspace arrays for this data/batch layout, allocated once per fit."""
         model = self.model
@@ -288,6 +295,7 @@ class Trainer:
             val = self._prepare(*validation_data, name_X="validation_data X",
                                 name_y="validation_data y")
         bounds = self._batches(X.shape[0])
+        self._before_training(X, labels, targets, bounds)
         if self.epoch >= self.epochs:
             warnings.warn(f"the trainer has already run its {self.epochs} epochs; raise "
                           f"trainer.epochs to train further", stacklevel=2)
@@ -332,7 +340,7 @@ class Trainer:
                                                                                          metrics):
                     self.stop_reason = "early stopping"
                 stop_requested = [bool(cb.on_epoch_end(self.epoch, metrics)) for cb in self.callbacks]
-                if self.stop_reason is None and any(stop_requested):
+                if self.stop_reason is None and self._callbacks_stop(any(stop_requested)):
                     self.stop_reason = "callback"
                 if self.stop_reason is not None:
                     break

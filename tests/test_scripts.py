@@ -41,6 +41,7 @@ def table_rows(stdout):
     ("optimizer_study.py", ["--epochs", "--seed", "--output", "--quick"]),
     ("regularization_study.py", ["--epochs", "--seed", "--output", "--quick", "--n-jobs"]),
     ("mnist1d_recipe.py", ["--seed", "--output", "--quick"]),
+    ("bench_mpi.py", ["--rows", "--batch", "--ranks", "--quick"]),
 ])
 def test_help(name, words):
     proc = run_script(name, "--help")
@@ -108,3 +109,13 @@ def test_thread_policy_quick():
     check_ok(proc)
     rows = table_rows(proc.stdout)
     assert rows[0][0] == "40-256-256-10/32" and float(rows[0][1]) > 0 and float(rows[0][2]) > 0
+
+
+def test_bench_mpi_quick():
+    proc = run_script("bench_mpi.py", "--quick")
+    check_ok(proc)
+    rows = table_rows(proc.stdout)
+    assert [row[0] for row in rows] == ["fm.Trainer, 1 process"] * len(rows[:-2]) + [
+        "DistributedTrainer, 1 rank", "DistributedTrainer, 2 ranks"]
+    assert all(float(row[2]) > 0 for row in rows)
+    assert rows[-2][4] == "1.00×"

@@ -48,6 +48,42 @@ def _finite_norm(grads):
 
 
 @njit(**JIT)
+def local_gradient(X, labels, targets, loss_code, order, start, stop, Xb, lb, tb, params, grads,
+                   buffers, layer_int, layer_float, ws_off, ws, seed, step, l1, l2):
+    """The gradient of one batch, rows order[start:stop] (m rows): gather, training forward (the
+    running statistics updated), mean loss + penalty, backward into ``grads``; returns
+    (loss, correct, counted) with the accuracy counts of the batch's output."""
+    m = stop - start
+    _gather(Xb, lb, tb, X, labels, targets, order, start, stop)
+    xb = Xb[:m]
+    lbm = lb[:m] if lb.shape[0] else lb
+    tbm = tb[:m] if tb.shape[0] else tb
+    loss = network_loss(xb, lbm, tbm, loss_code, params, buffers, layer_int, layer_float, ws_off,
+                        ws, True, True, seed, step, l1, l2)
+    network_backward(xb, params, grads, layer_int, layer_float, ws_off, ws, True, l1, l2)
+    correct, counted = count_correct(network_output(ws, ws_off, layer_int, m, True), lbm, tbm,
+                                     loss_code)
+    return loss, correct, counted
+
+
+@njit(**JIT)
+def apply_update(params, grads, loss, clip_norm, opt_code, s0, s1, s2, coefficients, opt_flag,
+                 opt_init):
+    """Checks the loss and ``grads`` are finite, clips ``grads`` to global L2 norm ``clip_norm``
+    (0: off) and applies the optimizer update with this step's ``coefficients`` row. Returns False,
+    without touching ``params`` or the optimizer state, when a value was NaN/inf."""
+    finite, norm = _finite_norm(grads)
+    if not (finite and math.isfinite(loss)):
+        return False
+    if clip_norm > 0.0 and norm > clip_norm:
+        scale = clip_norm / (norm + 1e-6)
+        for i in range(grads.shape[0]):
+            grads[i] *= scale
+    optimizer_update(opt_code, params, grads, s0, s1, s2, coefficients, opt_flag, opt_init)
+    return True
+
+
+@njit(**JIT)
 def train_epoch(X, labels, targets, loss_code, order, bounds, Xb, lb, tb, params, grads, buffers,
                 layer_int, layer_float, ws_off_full, ws_off_last, ws, seed, first_step, l1, l2,
                 clip_norm, opt_code, s0, s1, s2, opt_flag, opt_init, coefficients):
@@ -58,27 +94,14 @@ def train_epoch(X, labels, targets, loss_code, order, bounds, Xb, lb, tb, params
     counted = 0
     for k in range(steps):
         start, stop = bounds[k], bounds[k + 1]
-        m = stop - start
         ws_off = ws_off_last if k == steps - 1 else ws_off_full
-        _gather(Xb, lb, tb, X, labels, targets, order, start, stop)
-        xb = Xb[:m]
-        lbm = lb[:m] if lb.shape[0] else lb
-        tbm = tb[:m] if tb.shape[0] else tb
-        loss = network_loss(xb, lbm, tbm, loss_code, params, buffers, layer_int, layer_float,
-                            ws_off, ws, True, True, seed, first_step + k, l1, l2)
-        network_backward(xb, params, grads, layer_int, layer_float, ws_off, ws, True, l1, l2)
-        finite, norm = _finite_norm(grads)
-        if not (finite and math.isfinite(loss)):
+        loss, c, n = local_gradient(X, labels, targets, loss_code, order, start, stop, Xb, lb, tb,
+                                    params, grads, buffers, layer_int, layer_float, ws_off, ws,
+                                    seed, first_step + k, l1, l2)
+        if not apply_update(params, grads, loss, clip_norm, opt_code, s0, s1, s2, coefficients[k],
+                            opt_flag, opt_init and k == 0):
             return k, total, correct, counted
-        if clip_norm > 0.0 and norm > clip_norm:
-            scale = clip_norm / (norm + 1e-6)
-            for i in range(grads.shape[0]):
-                grads[i] *= scale
-        optimizer_update(opt_code, params, grads, s0, s1, s2, coefficients[k], opt_flag,
-                         opt_init and k == 0)
-        total += loss * m
-        z = network_output(ws, ws_off, layer_int, m, True)
-        c, n = count_correct(z, lbm, tbm, loss_code)
+        total += loss * (stop - start)
         correct += c
         counted += n
     return steps, total, correct, counted

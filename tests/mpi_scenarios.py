@@ -1,0 +1,127 @@
+"""Programs that tests/test_mpi.py runs under ``mpiexec -n R`` (or alone, as one rank).
+
+Usage: python tests/mpi_scenarios.py SCENARIO OUTPUT_DIR. Each rank writes what the test checks
+into OUTPUT_DIR (files named by scenario and rank) or exits with a status the test checks.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import fastmlp as fm
+from fastmlp.mpi import DistributedError, DistributedTrainer
+
+
+def data(n=240, d=12, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = (X[:, :classes].argmax(axis=1) + (rng.random(n) < 0.1)) % classes
+    return X, y
+
+
+def model(batchnorm=False, dropout=0.0):
+    return fm.MLP(12, [fm.Dense(24, "tanh", batchnorm=batchnorm, dropout=dropout),
+                       fm.Dense(16, "relu"), fm.Dense(3)], dtype="float64", seed=5)
+
+
+def options(**extra):
+    base = dict(batch_size=40, epochs=4, l2=1e-3, clip_norm=2.0, seed=1, progress=False,
+                lr_schedule=fm.StepLR(step_size=2, gamma=0.5))
+    base.update(extra)
+    return base
+
+
+def equality(out, plain):
+    """Train the same run with the DistributedTrainer (and, alone, with the plain Trainer)."""
+    X, y = data()
+    optimizers = {"adam": lambda: fm.Adam(1e-2),
+                  "nesterov": lambda: fm.SGD(0.05, momentum=0.9, nesterov=True)}
+    for name, make_optimizer in optimizers.items():
+        net = model()
+        trainer = DistributedTrainer(net, make_optimizer(), timeout=60, **options())
+        history = trainer.fit(X, y, validation_split=0.25)
+        np.savez(out / f"{name}_{trainer.size}_{trainer.rank}.npz", params=net._params,
+                 loss=history["loss"], val_loss=history["val_loss"],
+                 val_accuracy=history["val_accuracy"])
+        trainer.save_checkpoint(out / f"checkpoint_{name}_rank{trainer.rank}.npz")
+        if plain:
+            net = model()
+            history = fm.Trainer(net, make_optimizer(), **options()).fit(
+                X, y, validation_split=0.25)
+            np.savez(out / f"{name}_plain.npz", params=net._params, loss=history["loss"])
+
+
+def batchnorm(out):
+    """Local batchnorm and dropout: every rank must still hold the same model."""
+    X, y = data()
+    net = model(batchnorm=True, dropout=0.2)
+    trainer = DistributedTrainer(net, fm.Adam(1e-2), timeout=60, **options())
+    trainer.fit(X, y)
+    np.savez(out / f"bn_{trainer.rank}.npz", params=net._params, buffers=net._buffers,
+             accuracy=trainer.evaluate(X, y)["accuracy"])
+
+
+class Fail(fm.Callback):
+    def __init__(self, rank, how):
+        self.rank, self.how = rank, how
+
+    def on_epoch_end(self, epoch, metrics):
+        if epoch == 2 and self.rank == 1:
+            if self.how == "raise":
+                raise RuntimeError("simulated failure on rank 1")
+            time.sleep(600)
+        return False
+
+
+def failure(out, how):
+    from mpi4py import MPI
+    X, y = data()
+    rank = MPI.COMM_WORLD.Get_rank()
+    trainer = DistributedTrainer(model(), fm.Adam(1e-2), timeout=4, callbacks=[Fail(rank, how)],
+                                 **options(epochs=50))
+    trainer.fit(X, y)
+
+
+def bad_input(out):
+    """Rank 1 passes labels of the wrong length: both ranks must end with an error, not hang."""
+    from mpi4py import MPI
+    X, y = data()
+    if MPI.COMM_WORLD.Get_rank() == 1:
+        y = y[:-1]
+    trainer = DistributedTrainer(model(), fm.Adam(1e-2), timeout=30, **options())
+    try:
+        trainer.fit(X, y)
+    except (ValueError, DistributedError) as exc:
+        (out / f"bad_input_{trainer.rank}.txt").write_text(f"{type(exc).__name__}: {exc}")
+        sys.exit(3)
+
+
+def other_data(out):
+    """The ranks pass different X: DistributedError on every rank."""
+    from mpi4py import MPI
+    X, y = data(seed=MPI.COMM_WORLD.Get_rank())
+    trainer = DistributedTrainer(model(), fm.Adam(1e-2), timeout=30, **options())
+    try:
+        trainer.fit(X, y)
+    except DistributedError as exc:
+        (out / f"other_data_{trainer.rank}.txt").write_text(str(exc))
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    scenario, out = sys.argv[1], Path(sys.argv[2])
+    fm.set_num_threads(1)
+    if scenario == "equality":
+        equality(out, plain=len(sys.argv) > 3)
+    elif scenario == "batchnorm":
+        batchnorm(out)
+    elif scenario in ("raise", "stall"):
+        failure(out, scenario)
+    elif scenario == "bad_input":
+        bad_input(out)
+    elif scenario == "other_data":
+        other_data(out)
+    else:
+        sys.exit(f"unknown scenario {scenario!r}")
