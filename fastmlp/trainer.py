@@ -107,7 +107,7 @@ class Trainer:
         self.history = {}
         self.stop_reason = None
         self._rng = np.random.default_rng(self.seed)
-        self._grads = np.zeros_like(model._params)
+        self._grads = None  # host gradients of the CPU path, allocated on its first epoch
 
     # ----------------------------------------------------------------- data
     def _prepare(self, X, y, name_X="X", name_y="y"):
@@ -263,6 +263,8 @@ class Trainer:
         steps = bounds.shape[0] - 1
         opt_code, s0, s1, s2, flag, init = opt.fused_arguments(_FLAT_KEY, model._params)
         coefficients = opt.coefficient_table(_FLAT_KEY, steps, model.dtype)
+        if self._grads is None:
+            self._grads = np.zeros_like(model._params)
         done, total, correct, counted = train_epoch(
             X, labels, targets, code, order.astype(np.int64), bounds, Xb, lb, tb, model._params,
             self._grads, model._buffers, lay.layer_int, lay.layer_float, ws_off_full, ws_off_last,
