@@ -42,6 +42,7 @@ def table_rows(stdout):
     ("regularization_study.py", ["--epochs", "--seed", "--output", "--quick", "--n-jobs"]),
     ("mnist1d_recipe.py", ["--seed", "--output", "--quick"]),
     ("bench_mpi.py", ["--rows", "--batch", "--ranks", "--quick"]),
+    ("bench_gpu.py", ["--configs", "--steps", "--repeats", "--quick"]),
 ])
 def test_help(name, words):
     proc = run_script(name, "--help")
@@ -119,3 +120,14 @@ def test_bench_mpi_quick():
         "DistributedTrainer, 1 rank", "DistributedTrainer, 2 ranks"]
     assert all(float(row[2]) > 0 for row in rows)
     assert rows[-2][4] == "1.00×"
+
+
+def test_bench_gpu_without_a_gpu_says_why():
+    from fastmlp.cuda_support import driver_gpu_count
+    if driver_gpu_count()[0] > 0:
+        pytest.skip("a GPU is present: scripts/bench_gpu.py measures instead")
+    env_free = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "bench_gpu.py"), "--quick"],
+                          env=env_free, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("no usable GPU, nothing to measure: ")

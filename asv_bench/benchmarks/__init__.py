@@ -8,6 +8,8 @@ Modules (one per area):
   one kernel family each.
 - ``bench_startup``: ``timeraw_`` benchmarks of a cold ``import fastmlp`` and of import plus the
   first training step in a fresh process.
+- ``bench_gpu``: a device-resident training epoch on ``device="cuda"`` against PyTorch CUDA
+  (TF32 off and on); skipped (``NotImplementedError`` in setup) without a usable GPU.
 
 Every ``setup`` runs the code under test once, so the JIT is compiled (or loaded from Numba's
 cache) before anything is timed.
