@@ -25,6 +25,7 @@ imported, so it is decided before that import):
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -404,6 +405,35 @@ def test_batchnorm_param_grads(dtype):
     gpu_bn.batchnorm_param_grads(d_dgamma, d_dbeta, dev(dy), dev(xhat))
     close(host(d_dgamma), dgamma, dtype)
     close(host(d_dbeta), dbeta, dtype)
+
+
+def test_shared_memory_is_one_array_per_block_under_contention(monkeypatch):
+    """Every thread of a block reaches the same shared array even when threads meet at its
+    allocation: the simulator's look-up, allocate and store, without a lock, handed such threads
+    private copies (wrong batch statistics now and then in the network path). A sleeping
+    ``np.empty`` releases the GIL between look-up and store, making that interleaving certain."""
+    if MODE != "simulator":
+        pytest.skip("an interleaving of the CUDA simulator's Python threads")
+    rng = np.random.default_rng(13)
+    x, gamma, beta, rmean, rvar = _bn_inputs(rng, np.float64)
+    y, xhat, mean, invstd = (np.empty_like(x), np.empty_like(x), np.empty_like(gamma),
+                             np.empty_like(gamma))
+    cpu_bn.batchnorm_forward_train(y, xhat, mean, invstd, x, gamma, beta, rmean.copy(),
+                                   rvar.copy(), 0.1, 1e-5, True)
+    g = [dev(a) for a in (np.full_like(x, np.nan), np.full_like(x, np.nan),
+                          np.full_like(gamma, np.nan), np.full_like(gamma, np.nan), x, gamma,
+                          beta, rmean, rvar)]
+    empty = np.empty
+
+    def slow_empty(*args, **kwargs):
+        time.sleep(0.002)
+        return empty(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(np, "empty", slow_empty)
+        gpu_bn.batchnorm_forward_train(*g, 0.1, 1e-5, True)
+    for got, expected in zip(g[:4], (y, xhat, mean, invstd)):
+        close(host(got), expected, np.float64)
 
 
 # ---------------------------------------------------------------- random and dropout

@@ -17,7 +17,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
-from cuda_mode import (IN_PROCESS, NETWORK_RACE, MODE_REASON, collect_only_parent_tests,
+from cuda_mode import (IN_PROCESS, MODE_REASON, collect_only_parent_tests,
                        run_file_under_simulator, small_launch_geometry)
 
 THIS_FILE = Path(__file__).resolve()
@@ -28,7 +28,7 @@ ROOT = THIS_FILE.parent.parent
 pytestmark = [
     pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
     pytest.mark.filterwarnings("ignore:Grid size"),
-] + ([NETWORK_RACE] if IN_PROCESS else [])
+]
 
 if IN_PROCESS:  # importing numba.cuda fixes this process's CUDA mode: only when it will be used
     from fastmlp.kernels.cuda import config as gpu_config

@@ -17,6 +17,9 @@ from numba import cuda, float64, int64
 
 from . import config
 from .config import MAX_THREADS
+from ._simulator import install as _install_simulator_fix
+
+_install_simulator_fix()  # thread-safe cuda.shared.array on the CUDA simulator
 
 
 @cuda.jit(device=True)
