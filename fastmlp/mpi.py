@@ -311,6 +311,7 @@ class DistributedTrainer(Trainer):
             "tb": np.empty((rows if targets.shape[0] else 0, targets.shape[1]), dtype=model.dtype),
             "ws": np.zeros(ws_size, dtype=model.dtype), "ws_off": {},
             "pack": pack, "grads": pack[:P], "stats": pack[P:], "scalars": np.zeros(3),
+            "saved": np.empty_like(model._buffers),
         }
         self._local_cache = (key, buffers)
         return buffers
@@ -340,6 +341,7 @@ class DistributedTrainer(Trainer):
             ws_off = buf["ws_off"].get(hi - lo)
             if ws_off is None:
                 ws_off = buf["ws_off"][hi - lo] = workspace_layout(lay.layer_int, hi - lo)[0]
+            buf["saved"][...] = model._buffers
             loss, c, m = local_gradient(
                 X, labels, targets, code, order, lo, hi, buf["Xb"], buf["lb"], buf["tb"],
                 model._params, grads, model._buffers, lay.layer_int, lay.layer_float, ws_off, ws,
@@ -355,6 +357,7 @@ class DistributedTrainer(Trainer):
                 c, m = int(scalars[1]), int(scalars[2])
             if not apply_update(model._params, grads, loss, clip, opt_code, s0, s1, s2,
                                 coefficients[k], flag, init and k == 0):
+                model._buffers[...] = buf["saved"]  # as after the last finite step
                 break
             done += 1
             total += loss * (stop - start)

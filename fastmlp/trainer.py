@@ -57,13 +57,15 @@ class Trainer:
 
     Each step is one compiled call for the whole network (forward, loss, backward, penalties) and
     one for the optimizer update of all parameters. A NaN/inf loss or gradient stops training with
-    a :class:`NonFiniteLossWarning` and puts the model back to its state after the last completed
-    epoch.
+    a :class:`NonFiniteLossWarning` before that step's update: the parameters, batchnorm statistics,
+    optimizer state and dropout step are those after the last finite step (no copy of the model is
+    kept for this, so training needs no memory beyond the gradients); the partial epoch is not
+    counted in ``epoch`` or the history.
 
     With a model on ``device="cuda"``, ``fit`` uploads the training data, the model and the
     optimizer state once, keeps them (with the batch buffers, workspace and gradients) on the
     device for the whole run, and copies the model and optimizer state back to the host after each
-    epoch, so callbacks, checkpoints, snapshots and evaluation read current host arrays. Changes
+    epoch, so callbacks, checkpoints and evaluation read current host arrays. Changes
     made to the model's host arrays during a run (e.g. by a callback) reach the device at the next
     ``fit``.
     """
@@ -146,22 +148,6 @@ class Trainer:
         return np.asarray(bounds, dtype=np.int64)
 
     # ----------------------------------------------------------------- training
-    def _snapshot(self):
-        model = self.model
-        return (model._params.copy(), model._buffers.copy(), self.optimizer.state_dict(),
-                model.dropout_step)
-
-    def _restore(self, snapshot):
-        params, buffers, opt_state, step = snapshot
-        self.model._params[...] = params
-        self.model._buffers[...] = buffers
-        self.optimizer.load_state_dict(opt_state)
-        self.model.dropout_step = step
-        if self.model.device == "cuda":
-            # the optimizer state arrays were replaced: the next device epoch uploads afresh
-            self._cuda_state = None
-            self.model._upload()
-
     def _before_training(self, X, labels, targets, bounds):
         """Called by ``fit`` once the data and batches are checked, before the first epoch."""
 
@@ -222,7 +208,7 @@ class Trainer:
     def _run_epoch_cuda(self, X, labels, targets, code, bounds):
         """:meth:`_run_epoch` on the device. Only the row order and the optimizer coefficients go
         up and the epoch's scalars come back, plus the model and optimizer state copied to the
-        host after the epoch (so snapshots, callbacks, checkpoints and evaluation see it)."""
+        host after the epoch (so callbacks, checkpoints and evaluation see it)."""
         from numba import cuda
 
         from .kernels.cuda.train import train_epoch as cuda_train_epoch
@@ -313,16 +299,15 @@ class Trainer:
         bar = epoch_progress(self.progress, self.epochs, self.epoch)
         try:
             while self.epoch < self.epochs:
-                snapshot = self._snapshot()
                 began = time.perf_counter()
                 lr = self.optimizer.lr
                 result = self._run_epoch(X, labels, targets, code, bounds)
                 if result is None:
-                    self._restore(snapshot)
                     self.stop_reason = "non-finite loss"
                     warnings.warn(f"non-finite loss or gradient in epoch {self.epoch + 1}; training "
-                                  f"stopped and the model was put back to its state after epoch "
-                                  f"{self.epoch}", NonFiniteLossWarning, stacklevel=2)
+                                  f"stopped before that step's update, with the model and optimizer "
+                                  f"as after the last finite step (the partial epoch is not in the "
+                                  f"history)", NonFiniteLossWarning, stacklevel=2)
                     break
                 self.epoch += 1
                 metrics = {"loss": result[0]}

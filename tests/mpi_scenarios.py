@@ -6,6 +6,7 @@ into OUTPUT_DIR (files named by scenario and rank) or exits with a status the te
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,33 @@ def batchnorm(out):
     trainer.fit(X, y)
     np.savez(out / f"bn_{trainer.rank}.npz", params=net._params, buffers=net._buffers,
              accuracy=trainer.evaluate(X, y)["accuracy"])
+
+
+def non_finite(out):
+    """Batch 3 of epoch 3 overflows: every rank keeps the state after batch 2 of epoch 3, the
+    same as a run that trained on those two batches only."""
+    X, _ = data()
+    y = X[:, :2] * 0.5
+    broken = y.copy()
+    broken[100, 0] = 1e200  # third batch of 40 rows (no shuffling)
+    results = {}
+    for name in ("stopped", "reference"):
+        net = fm.MLP(12, [fm.Dense(24, "tanh", batchnorm=True), fm.Dense(2)], loss="mse",
+                     dtype="float64", seed=5)
+        trainer = DistributedTrainer(net, fm.Adam(1e-2), timeout=60, batch_size=40, epochs=2,
+                                     shuffle=False, progress=False)
+        trainer.fit(X, y)
+        trainer.epochs = 5 if name == "stopped" else 3
+        if name == "stopped":
+            with warnings.catch_warnings(record=True):
+                warnings.simplefilter("always")
+                trainer.fit(X, broken)
+        else:
+            trainer.fit(X[:80], y[:80])
+        results[name] = (net._params.copy(), net._buffers.copy(), trainer.epoch)
+    np.savez(out / f"non_finite_{trainer.rank}.npz",
+             **{f"{name}_{i}": value for name, values in results.items()
+                for i, value in enumerate(values)})
 
 
 class Fail(fm.Callback):
@@ -119,6 +147,8 @@ if __name__ == "__main__":
         batchnorm(out)
     elif scenario in ("raise", "stall"):
         failure(out, scenario)
+    elif scenario == "non_finite":
+        non_finite(out)
     elif scenario == "bad_input":
         bad_input(out)
     elif scenario == "other_data":

@@ -130,7 +130,7 @@ def test_fit_matches_cpu(opt):
 
 def test_non_finite_epoch_restores_like_cpu():
     """A target too large for a finite loss stops a later run in its second batch, on both
-    devices, and puts back the state after the last completed epoch."""
+    devices, and leaves the state after the last finite step."""
     X, _ = _data()
     y = X[:, :N_OUT] * 0.5
     broken = y.copy()

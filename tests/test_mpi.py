@@ -78,6 +78,17 @@ def test_local_batchnorm_keeps_the_ranks_identical(tmp_path):
     assert rank0["accuracy"] == rank1["accuracy"] > 0.6
 
 
+def test_a_non_finite_step_leaves_every_rank_at_the_last_finite_step(tmp_path):
+    proc, _ = scenario("non_finite", 2, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rank0, rank1 = load(tmp_path / "non_finite_0.npz"), load(tmp_path / "non_finite_1.npz")
+    assert rank0["stopped_2"] == 2 and rank0["reference_2"] == 3
+    for i in (0, 1):  # parameters, batchnorm statistics
+        np.testing.assert_array_equal(rank0[f"stopped_{i}"], rank0[f"reference_{i}"])
+        np.testing.assert_array_equal(rank0[f"stopped_{i}"], rank1[f"stopped_{i}"])
+        assert np.all(np.isfinite(rank0[f"stopped_{i}"]))
+
+
 @pytest.mark.parametrize("how, message", [("raise", "simulated failure on rank 1"),
                                           ("stall", "did not complete within 4 s")])
 def test_a_failed_rank_ends_the_job(tmp_path, how, message):

@@ -206,14 +206,46 @@ def test_non_finite_loss_stops_and_keeps_the_last_finite_state():
     model = fm.MLP(6, [fm.Dense(16, "relu"), fm.Dense(1)], loss="mse", seed=0)
     trainer = fm.Trainer(model, fm.SGD(0.5), batch_size=8, epochs=30, callbacks=[recorder],
                          progress=False)
-    with pytest.warns(fm.NonFiniteLossWarning, match="non-finite"):
+    with pytest.warns(fm.NonFiniteLossWarning, match="last finite step"):
         trainer.fit(X, (y * 1e3).astype(float))
     assert trainer.stop_reason == "non-finite loss"
     assert np.all(np.isfinite(model._params))
-    assert trainer.epoch == len(recorder.params) < 30
-    expected = recorder.params[-1] if recorder.params else None
-    if expected is not None:
-        assert np.array_equal(model._params, expected)
+    assert trainer.epoch == len(recorder.params) == len(trainer.history.get("loss", [])) < 30
+
+
+def _bn_trainer(epochs):
+    model = fm.MLP(6, [fm.Dense(16, "tanh", batchnorm=True, dropout=0.2), fm.Dense(2)],
+                   loss="mse", dtype="float64", seed=3)
+    return model, fm.Trainer(model, fm.Adam(1e-2), batch_size=8, epochs=epochs, shuffle=False,
+                             progress=False)
+
+
+def test_non_finite_step_leaves_exactly_the_state_after_the_last_finite_step():
+    """Batch 3 of epoch 3 overflows: the model, its batchnorm statistics, the optimizer and the
+    dropout step equal a run that stopped after batch 2 of epoch 3."""
+    X, _ = blobs(40)
+    y = X[:, :2] * 0.5
+    broken = y.copy()
+    broken[20, 0] = 1e200  # third batch of 8 rows (no shuffling): its squared error overflows
+    model, trainer = _bn_trainer(epochs=2)
+    trainer.fit(X, y)
+    trainer.epochs = 5
+    with pytest.warns(fm.NonFiniteLossWarning, match="epoch 3"):
+        trainer.fit(X, broken)
+    assert trainer.epoch == 2 and len(trainer.history["loss"]) == 2
+
+    reference, ref_trainer = _bn_trainer(epochs=2)
+    ref_trainer.fit(X, y)
+    ref_trainer.epochs = 3
+    ref_trainer.fit(X[:16], y[:16])  # the two finite batches of epoch 3
+    np.testing.assert_array_equal(model._params, reference._params)
+    np.testing.assert_array_equal(model._buffers, reference._buffers)
+    assert model.dropout_step == reference.dropout_step
+    for key, value in ref_trainer.optimizer.state_dict().items():
+        np.testing.assert_array_equal(trainer.optimizer.state_dict()[key], value)
+    # and training goes on from there
+    trainer.fit(X, y)
+    assert trainer.epoch == 5 and np.all(np.isfinite(model._params))
 
 
 def test_fit_after_the_last_epoch_warns():

@@ -9,7 +9,9 @@ coefficients (steps, N_COEFFICIENTS) the optimizer scalars of each step (see
 ``ws_off_last`` for the last batch's rows.
 
 Returns (steps done, Σ batch loss · rows, correct, counted). Steps stop early — before the update —
-at the first NaN/inf loss or gradient, so the caller sees steps done < planned steps.
+at the first NaN/inf loss or gradient, so the caller sees steps done < planned steps; the batchnorm
+running statistics that step's forward pass changed are put back, so parameters, statistics and
+optimizer state are exactly those after the last finite step.
 """
 
 import math
@@ -92,14 +94,17 @@ def train_epoch(X, labels, targets, loss_code, order, bounds, Xb, lb, tb, params
     total = 0.0
     correct = 0
     counted = 0
+    saved = np.empty_like(buffers)  # the running statistics before the current step
     for k in range(steps):
         start, stop = bounds[k], bounds[k + 1]
         ws_off = ws_off_last if k == steps - 1 else ws_off_full
+        saved[:] = buffers
         loss, c, n = local_gradient(X, labels, targets, loss_code, order, start, stop, Xb, lb, tb,
                                     params, grads, buffers, layer_int, layer_float, ws_off, ws,
                                     seed, first_step + k, l1, l2)
         if not apply_update(params, grads, loss, clip_norm, opt_code, s0, s1, s2, coefficients[k],
                             opt_flag, opt_init and k == 0):
+            buffers[:] = saved
             return k, total, correct, counted
         total += loss * (stop - start)
         correct += c

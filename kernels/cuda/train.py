@@ -19,10 +19,9 @@ Non-finite steps: a device status word holds the first step whose loss or gradie
 From that step on, the optimizer update, the clipping and the loss/accuracy accumulation are
 skipped on the device, so parameters and optimizer state stay as the CPU kernel leaves them (the
 update is ``optimizers.optimizer_update_kernel``'s per-element rules in a kernel that also reads
-the status word, so no per-step flag crosses to the host); the
-running statistics of batchnorm layers are restored at the end of the epoch to their value after
-that step's forward pass (as the CPU kernel, which stops there). The host learns of the stop only
-from the returned steps done.
+the status word, so no per-step flag crosses to the host); the running statistics of batchnorm
+layers are restored at the end of the epoch to their value before that step's forward pass (as
+the CPU kernel does). The host learns of the stop only from the returned steps done.
 """
 
 import math
@@ -125,8 +124,8 @@ def gated_optimizer_update_kernel(code, param, grad, s0, s1, s2, c, flag, init_b
 
 @cuda.jit(**config.CUDA_JIT)
 def save_buffers_kernel(saved, buffers, status, k):
-    """saved = buffers while no step before k has failed (keeps the values after the forward pass
-    of the first failed step)."""
+    """saved = buffers at the start of step k while no step before k has failed (so it keeps the
+    values from before the forward pass of the first failed step)."""
     if status[0] < k:
         return
     for i in range(cuda.grid(1), buffers.shape[0], cuda.gridsize(1)):
@@ -181,9 +180,8 @@ def train_epoch(X, labels, targets, loss_code, order, bounds, Xb, lb, tb, params
         start, stop = int(bounds[k]), int(bounds[k + 1])
         m = stop - start
         ws_off = ws_off_last if k == steps - 1 else ws_off_full
-        if saved is not None and k > 0:
-            save_buffers_kernel[_grid(buffers.shape[0])[0], tpb, stream](saved, buffers, status,
-                                                                         k - 1)
+        if saved is not None:
+            save_buffers_kernel[_grid(buffers.shape[0])[0], tpb, stream](saved, buffers, status, k)
         gather_batch(Xb, lb, tb, X, labels, targets, order, start, stop, stream=stream)
         xb = Xb[:m]
         lbm = lb[:m] if lb.shape[0] else lb
@@ -206,10 +204,8 @@ def train_epoch(X, labels, targets, loss_code, order, bounds, Xb, lb, tb, params
             bool(opt_init and k == 0), status, k)
         counted.append(counted_k)
     done = int(status.copy_to_host(stream=stream)[0])
-    if done < steps:
-        if saved is not None and done < steps - 1:
-            # buffers after the forward pass of the failed step: saved at the start of step done+1
-            copy_kernel[_grid(buffers.shape[0])[0], tpb, stream](buffers, saved)
+    if done < steps and saved is not None:
+        copy_kernel[_grid(buffers.shape[0])[0], tpb, stream](buffers, saved)
     return (done, float(total.copy_to_host(stream=stream)[0]),
             int(correct.copy_to_host(stream=stream)[0]), int(sum(counted[:done])))
 
