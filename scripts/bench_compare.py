@@ -33,7 +33,7 @@ step
 epoch
     ``--epoch-steps`` steps (default 20) over a fixed synthetic data set of that many batches,
     in order, no shuffling, each framework's ordinary training loop: fastmlp ``Trainer.fit`` for
-    one epoch (shuffle=False; includes the Trainer's per-epoch snapshot and accuracy count),
+    one epoch (shuffle=False; includes the Trainer's accuracy count),
     PyTorch/JAX a Python loop over pre-made batches, scikit-learn ``partial_fit`` per batch, the
     floor its matrix products for every batch.
 
