@@ -343,6 +343,10 @@ def build_parser():
              "are averaged every step; rank 0 alone prints and writes files; --threads auto gives "
              "each rank an equal share of the cores (needs fastmlp[mpi])")
     scale.add_argument(
+        "--sync-batchnorm", action="store_true",
+        help="with --distributed, compute the batchnorm statistics over the whole global batch "
+             "(summed over the ranks each step) instead of each rank's part of it")
+    scale.add_argument(
         "--mpi-timeout", type=_positive_float, default=300.0, metavar="SECONDS",
         help="with --distributed, end the job with an error when the ranks have not met for "
              "SECONDS (a failed or stalled rank) (default: 300)")
@@ -873,6 +877,8 @@ def final_metrics(trainer, splits, fit_seconds):
 def _communicator(args):
     """The MPI communicator of a ``--distributed`` run, else None."""
     if not args.distributed:
+        if args.sync_batchnorm:
+            raise CLIError("--sync-batchnorm applies to --distributed runs")
         return None
     if args.device != "cpu":
         raise CLIError("--distributed trains on the CPU; drop --device cuda")
@@ -911,7 +917,8 @@ def _set_up(args, comm, root):
         run.trainer = fm.Trainer(model, **options)
     else:
         from .mpi import DistributedTrainer
-        run.trainer = DistributedTrainer(model, comm=comm, **options)
+        run.trainer = DistributedTrainer(
+            model, comm=comm, batchnorm="sync" if args.sync_batchnorm else "local", **options)
     return run
 
 

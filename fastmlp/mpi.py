@@ -22,13 +22,21 @@ How a step works:
   loss; the ranks then apply the same clipping and optimizer update to the same numbers, so the
   parameters stay identical on every rank without further communication.
 
-Batch normalization is local (as in Horovod and ``torch.nn.parallel.DistributedDataParallel``
-without SyncBatchNorm): each rank normalizes its part of the batch with that part's statistics.
-The running statistics are averaged over the ranks in the same ``Allreduce``, so every rank holds
-the same model. With batchnorm a distributed run therefore differs from a 1-rank run (smaller
-batches for the statistics); without it, and without dropout, it equals the 1-rank run up to
-rounding. Dropout masks are drawn per rank (rank 0 uses the model's seed, rank r a seed derived
-from it and r), so the ranks do not repeat each other's masks.
+Batch normalization, ``batchnorm=``:
+
+- ``"local"`` (default, as Horovod and ``torch.nn.parallel.DistributedDataParallel`` without
+  SyncBatchNorm): each rank normalizes its part of the batch with that part's statistics, inside
+  the same compiled whole-network step as a 1-rank run; the running statistics are averaged over
+  the ranks in the gradient ``Allreduce``, so every rank holds the same model. The result differs
+  from a 1-rank run (the statistics come from smaller batches).
+- ``"sync"`` (as ``torch.nn.SyncBatchNorm``): the batch statistics and the two sums of the
+  batchnorm backward pass are summed over the ranks (three small ``Allreduce``\ s per batchnorm
+  layer and step), so a step equals the 1-rank step over the whole global batch up to rounding.
+  The network then runs layer by layer from Python (see :mod:`fastmlp._sync_batchnorm`).
+
+Without dropout, a distributed run equals the 1-rank run up to rounding (with batchnorm: in
+``"sync"`` mode). Dropout masks are drawn per rank (rank 0 uses the model's seed, rank r a seed
+derived from it and r), so the ranks do not repeat each other's masks.
 
 Only rank 0 writes: ``save_checkpoint`` does nothing on other ranks, the progress bar and the
 warnings appear on rank 0 only, and the validation metrics that drive early stopping, schedules
@@ -62,6 +70,8 @@ import numpy as np
 
 from ._layout import workspace_layout
 from ._validation import check_real
+from ._sync_batchnorm import sync_batchnorm_gradient
+from .kernels.cpu.network import network_penalty
 from .kernels.cpu.train import apply_update, local_gradient
 from .trainer import Trainer
 
@@ -193,6 +203,8 @@ class DistributedTrainer(Trainer):
     timeout : float, default 300
         Seconds any collective may wait for the other ranks before raising
         :class:`DistributedTimeoutError` (allow for the first run's kernel compilation).
+    batchnorm : {"local", "sync"}, default "local"
+        Batch statistics of each rank's rows, or of the global batch (see the module docstring).
     abort_on_error : bool, default True
         Call ``MPI_Abort`` when training fails on one rank with more than one rank, so that the
         job ends instead of waiting for that rank.
@@ -201,8 +213,11 @@ class DistributedTrainer(Trainer):
     smaller joins the previous batch.
     """
 
-    def __init__(self, model, optimizer=None, *, comm=None, timeout=300.0, abort_on_error=True,
-                 **options):
+    def __init__(self, model, optimizer=None, *, comm=None, timeout=300.0, batchnorm="local",
+                 abort_on_error=True, **options):
+        if batchnorm not in ("local", "sync"):
+            raise ValueError(f"batchnorm must be 'local' or 'sync'; got {batchnorm!r}")
+        self.batchnorm = batchnorm
         self.comm = comm if isinstance(comm, Communicator) else Communicator(comm, timeout)
         self.rank, self.size = self.comm.rank, self.comm.size
         if self.rank != 0:
@@ -333,6 +348,7 @@ class DistributedTrainer(Trainer):
         coefficients = opt.coefficient_table(_FLAT_KEY, steps, model.dtype)
         seed = _rank_seed(model.seed, self.rank)
         clip = 0.0 if self.clip_norm is None else self.clip_norm
+        sync = self.batchnorm == "sync" and self.size > 1 and model._buffers.size > 0
         total = correct = counted = 0.0
         done = 0
         for k in range(steps):
@@ -342,11 +358,16 @@ class DistributedTrainer(Trainer):
             if ws_off is None:
                 ws_off = buf["ws_off"][hi - lo] = workspace_layout(lay.layer_int, hi - lo)[0]
             buf["saved"][...] = model._buffers
-            loss, c, m = local_gradient(
-                X, labels, targets, code, order, lo, hi, buf["Xb"], buf["lb"], buf["tb"],
-                model._params, grads, model._buffers, lay.layer_int, lay.layer_float, ws_off, ws,
-                seed, model.dropout_step + k, self.l1, self.l2)
-            if self.size > 1:
+            if sync:
+                loss = self._sync_step(X, labels, targets, code, order[lo:hi], stop - start, buf,
+                                       ws_off, seed, model.dropout_step + k)
+                c, m = int(scalars[1]), int(scalars[2])
+            else:
+                loss, c, m = local_gradient(
+                    X, labels, targets, code, order, lo, hi, buf["Xb"], buf["lb"], buf["tb"],
+                    model._params, grads, model._buffers, lay.layer_int, lay.layer_float, ws_off,
+                    ws, seed, model.dropout_step + k, self.l1, self.l2)
+            if self.size > 1 and not sync:
                 np.multiply(grads, (hi - lo) / (stop - start), out=grads)
                 np.multiply(model._buffers, 1.0 / self.size, out=stats)
                 scalars[:] = (loss * (hi - lo), c, m)
@@ -368,6 +389,24 @@ class DistributedTrainer(Trainer):
         if done < steps:
             return None
         return total / n, (correct / counted if counted else None)
+
+    def _sync_step(self, X, labels, targets, code, rows, global_rows, buf, ws_off, seed, step):
+        """The gradient of the global batch with synchronized batchnorm, summed into ``grads``
+        on every rank; returns the global batch's mean loss + penalty (``scalars`` holds the
+        summed loss, correct and counted)."""
+        model, lay, comm = self.model, self.model._layout, self.comm
+        m = rows.shape[0]
+        xb = np.take(X, rows, axis=0, out=buf["Xb"][:m])
+        lb = np.take(labels, rows, out=buf["lb"][:m]) if labels.size else labels
+        tb = np.take(targets, rows, axis=0, out=buf["tb"][:m]) if targets.shape[0] else targets
+        scalars = buf["scalars"]
+        scalars[:] = sync_batchnorm_gradient(
+            comm, xb, lb, tb, code, model._params, buf["grads"], model._buffers, lay.layer_int,
+            lay.layer_float, ws_off, buf["ws"], seed, step, self.l1, self.l2, global_rows)
+        comm.allreduce_sum(buf["grads"], "the gradient Allreduce")
+        comm.allreduce_sum(scalars, "the loss Allreduce")
+        return float(scalars[0]) / global_rows + float(
+            network_penalty(model._params, lay.layer_int, self.l1, self.l2))
 
     # ----------------------------------------------------------------- evaluation and files
     def _evaluate_prepared(self, X, labels, targets, code):

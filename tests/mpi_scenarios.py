@@ -64,6 +64,29 @@ def batchnorm(out):
              accuracy=trainer.evaluate(X, y)["accuracy"])
 
 
+def sync_batchnorm(out, plain):
+    """batchnorm="sync": the step of the whole global batch (written alone: the plain Trainer)."""
+    X, y = data()
+
+    def bn_model():
+        return fm.MLP(12, [fm.Dense(24, "relu", batchnorm=True),
+                           fm.Dense(16, "maxout", pieces=2, batchnorm=True), fm.Dense(3)],
+                      dtype="float64", seed=5)
+    # SGD: Adam would turn the rounding noise of the biases in front of batchnorm (whose exact
+    # gradient is 0) into steps of about lr * noise / eps, which differ between the two runs
+    net = bn_model()
+    if plain:
+        trainer = fm.Trainer(net, fm.SGD(0.05, momentum=0.9), **options())
+        name = "plain"
+    else:
+        trainer = DistributedTrainer(net, fm.SGD(0.05, momentum=0.9), batchnorm="sync",
+                                     timeout=60, **options())
+        name = f"sync_{trainer.size}_{trainer.rank}"
+    history = trainer.fit(X, y, validation_split=0.25)
+    np.savez(out / f"{name}.npz", params=net._params, buffers=net._buffers, loss=history["loss"],
+             val_loss=history["val_loss"])
+
+
 def non_finite(out):
     """Batch 3 of epoch 3 overflows: every rank keeps the state after batch 2 of epoch 3, the
     same as a run that trained on those two batches only."""
@@ -147,6 +170,8 @@ if __name__ == "__main__":
         batchnorm(out)
     elif scenario in ("raise", "stall"):
         failure(out, scenario)
+    elif scenario == "sync_batchnorm":
+        sync_batchnorm(out, plain=len(sys.argv) > 3)
     elif scenario == "non_finite":
         non_finite(out)
     elif scenario == "bad_input":

@@ -78,6 +78,20 @@ def test_local_batchnorm_keeps_the_ranks_identical(tmp_path):
     assert rank0["accuracy"] == rank1["accuracy"] > 0.6
 
 
+def test_synchronized_batchnorm_matches_one_rank(tmp_path):
+    proc, _ = scenario("sync_batchnorm", None, tmp_path, "plain")
+    assert proc.returncode == 0, proc.stderr
+    proc, _ = scenario("sync_batchnorm", 2, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    plain = load(tmp_path / "plain.npz")
+    rank0, rank1 = load(tmp_path / "sync_2_0.npz"), load(tmp_path / "sync_2_1.npz")
+    for key in ("params", "buffers"):
+        np.testing.assert_allclose(rank0[key], plain[key], rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(rank0[key], rank1[key])
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(rank0[key], plain[key], rtol=1e-10)
+
+
 def test_a_non_finite_step_leaves_every_rank_at_the_last_finite_step(tmp_path):
     proc, _ = scenario("non_finite", 2, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -119,7 +133,7 @@ def test_different_data_on_the_ranks_is_an_error(tmp_path):
 
 def test_distributed_command_line(tmp_path):
     args = ["-m", "fastmlp", "train", "--distributed", "--epochs", "3", "--hidden", "32",
-            "--no-progress", "--output", "run", "--mpi-timeout", "60"]
+            "--no-progress", "--output", "run", "--mpi-timeout", "60", "--sync-batchnorm"]
     proc, _ = run(args, 2, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("wrote history.json") == 1  # rank 0 alone prints

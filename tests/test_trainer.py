@@ -1,7 +1,6 @@
 """Trainer: batching, shuffling, validation, schedules, clipping, early stopping, checkpoints."""
 
 import math
-import warnings
 
 import numpy as np
 import pytest
