@@ -30,7 +30,7 @@ Batch normalization, ``batchnorm=``:
   the ranks in the gradient ``Allreduce``, so every rank holds the same model. The result differs
   from a 1-rank run (the statistics come from smaller batches).
 - ``"sync"`` (as ``torch.nn.SyncBatchNorm``): the batch statistics and the two sums of the
-  batchnorm backward pass are summed over the ranks (three small ``Allreduce``\ s per batchnorm
+  batchnorm backward pass are summed over the ranks (three small ``Allreduce`` calls per batchnorm
   layer and step), so a step equals the 1-rank step over the whole global batch up to rounding.
   The network then runs layer by layer from Python (see :mod:`fastmlp._sync_batchnorm`).
 
