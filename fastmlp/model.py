@@ -115,6 +115,7 @@ class MLP:
         self._workspaces = OrderedDict()
         self._d_params = self._d_buffers = None
         self._d_workspaces = OrderedDict()
+        self._device_ahead = False  # the device arrays are newer than the host ones (in a fit)
         self.dropout_step = 0
         self.standardizer = None  # an optional fitted Standardizer saved with the model
         self._initialize()
@@ -203,11 +204,16 @@ class MLP:
     # Sync protocol (device="cuda"): the host arrays ``_params``/``_buffers`` are the reference.
     # Every device computation first uploads them to ``_d_params``/``_d_buffers``; every device
     # computation that changes device state (training-mode passes) downloads it afterwards, so the
-    # host copy is current whenever control returns to the caller. ``Trainer.fit`` keeps the
-    # device state across its epochs and downloads it after each one.
+    # host copy is current whenever control returns to the caller. ``Trainer.fit`` is the one
+    # exception: while it runs, the device state is the newer one (``_device_ahead``: uploads are
+    # skipped), and it downloads the state only when host code needs it (early stopping and
+    # callbacks, after each epoch) and when it returns.
     def _upload(self):
-        """Copy the host parameters and buffers to the device (allocated on first use)."""
+        """Copy the host parameters and buffers to the device (allocated on first use); nothing
+        while the device holds the newer values."""
         from numba import cuda
+        if self._device_ahead:
+            return
         if self._d_params is None:
             self._d_params = cuda.to_device(self._params)
             self._d_buffers = cuda.to_device(self._buffers)
@@ -390,8 +396,18 @@ class MLP:
                                           ws, True, True, self.seed, step, l1, l2)
             self._download(params=False)
             return float(value)
-        total = 0.0
-        n = X.shape[0]
+        loss, _, _ = self._evaluation_cuda(d_X, d_labels, d_targets, code, count=False)
+        return loss + float(cuda_net.network_penalty(self._d_params, lay.layer_int, l1, l2))
+
+    def _evaluation_cuda(self, d_X, d_labels, d_targets, code, count=True):
+        """(mean data loss, correct, counted) in evaluation mode over device rows (labels or
+        targets as the loss uses), in chunks of EVAL_CHUNK_ROWS rows; only scalars come back.
+        The counts are 0 unless ``count``."""
+        from .kernels.cuda import network as cuda_net
+        from .kernels.cuda.metrics import count_correct as cuda_count_correct
+        lay = self._layout
+        n = d_X.shape[0]
+        total, correct, counted = 0.0, 0, 0
         for start in range(0, n, EVAL_CHUNK_ROWS):
             stop = min(start + EVAL_CHUNK_ROWS, n)
             ws_off, ws = self._device_workspace(stop - start)
@@ -402,7 +418,11 @@ class MLP:
                                          lay.layer_float, ws_off, ws, False, False, self.seed, 0,
                                          0.0, 0.0)
             total += part * (stop - start)
-        return total / n + float(cuda_net.network_penalty(self._d_params, lay.layer_int, l1, l2))
+            if count:
+                z = cuda_net.network_output(ws, ws_off, lay.layer_int, stop - start, False)
+                c, k = cuda_count_correct(z, chunk_labels, chunk_targets, code)
+                correct, counted = correct + int(c), counted + int(k)
+        return total / n, correct, counted
 
     def predict_proba(self, X):
         """Class probabilities: softmax rows (cross_entropy) or per-output sigmoids

@@ -62,12 +62,13 @@ class Trainer:
     kept for this, so training needs no memory beyond the gradients); the partial epoch is not
     counted in ``epoch`` or the history.
 
-    With a model on ``device="cuda"``, ``fit`` uploads the training data, the model and the
-    optimizer state once, keeps them (with the batch buffers, workspace and gradients) on the
-    device for the whole run, and copies the model and optimizer state back to the host after each
-    epoch, so callbacks, checkpoints and evaluation read current host arrays. Changes
-    made to the model's host arrays during a run (e.g. by a callback) reach the device at the next
-    ``fit``.
+    With a model on ``device="cuda"``, ``fit`` uploads the training data, the validation data,
+    the model and the optimizer state once and keeps them (with the batch buffers, workspace and
+    gradients) on the device for the whole run; each epoch only the row order and the optimizer
+    coefficients go up and scalars come back. The model and optimizer state are copied to the host
+    when ``fit`` returns and, when there are early stopping or callbacks, after each epoch before
+    they run, so they read current host arrays. Changes made to the model's host arrays during a
+    run (e.g. by a callback) reach the device at the next ``fit``.
     """
 
     FILE_FORMAT = "fastmlp.checkpoint"
@@ -205,10 +206,23 @@ class Trainer:
         self._cuda_state = state
         return state
 
+    def _sync_host(self):
+        """device="cuda": copy the model and optimizer state to the host arrays when the device
+        holds newer values (the model's ``_device_ahead``)."""
+        model, state = self.model, getattr(self, "_cuda_state", None)
+        if model.device != "cuda" or not model._device_ahead:
+            return
+        model._device_ahead = False
+        model._download()
+        if state is not None:
+            for d_s, s in zip(state["opt"], state["host_opt"]):
+                if s.size:
+                    d_s.copy_to_host(s)
+
     def _run_epoch_cuda(self, X, labels, targets, code, bounds):
         """:meth:`_run_epoch` on the device. Only the row order and the optimizer coefficients go
-        up and the epoch's scalars come back, plus the model and optimizer state copied to the
-        host after the epoch (so callbacks, checkpoints and evaluation see it)."""
+        up and the epoch's scalars come back; the model and optimizer state stay on the device
+        (``fit`` copies them to the host when host code needs them: see :meth:`_sync_host`)."""
         from numba import cuda
 
         from .kernels.cuda.train import train_epoch as cuda_train_epoch
@@ -227,10 +241,7 @@ class Trainer:
             ws_off_full, ws_off_last, ws, model.seed, model.dropout_step, self.l1, self.l2,
             0.0 if self.clip_norm is None else self.clip_norm, opt_code, d_s0, d_s1, d_s2, flag,
             init, cuda.to_device(coefficients))
-        model._download()
-        for d_s, s in zip(state["opt"], state["host_opt"]):
-            if s.size:
-                d_s.copy_to_host(s)
+        model._device_ahead = True
         opt.advance(_FLAT_KEY, done)
         model.dropout_step += done
         if done < steps:
@@ -295,7 +306,8 @@ class Trainer:
         if self.lr_schedule is not None:
             self.lr_schedule.start(self.optimizer.lr)
         self.stop_reason = None
-        self._cuda_state = None  # device="cuda": the fit's device arrays, made on its first epoch
+        # device="cuda": the fit's device arrays, made on its first epoch / first validation
+        self._cuda_state = self._cuda_validation = None
         bar = epoch_progress(self.progress, self.epochs, self.epoch)
         try:
             while self.epoch < self.epochs:
@@ -323,6 +335,8 @@ class Trainer:
                 bar.update(self.epoch, metrics)
                 if self.lr_schedule is not None:
                     self.optimizer.lr = self.lr_schedule.step(self.epoch, metrics, self.optimizer.lr)
+                if hooks:
+                    self._sync_host()  # early stopping and callbacks read the host arrays
                 if self.early_stopping is not None and self.early_stopping.on_epoch_end(self.epoch,
                                                                                          metrics):
                     self.stop_reason = "early stopping"
@@ -333,7 +347,8 @@ class Trainer:
                     break
         finally:
             bar.close()
-            self._cuda_state = None
+            self._sync_host()
+            self._cuda_state = self._cuda_validation = None
         finished = self.stop_reason == "early stopping" or self.epoch >= self.epochs
         if self.early_stopping is not None and self.early_stopping.restore_best and finished:
             self.early_stopping.restore()
@@ -344,17 +359,27 @@ class Trainer:
 
     # ----------------------------------------------------------------- evaluation
     def _evaluate_prepared(self, X, labels, targets, code):
-        """Loss (+ penalty) and accuracy of validated arrays; on the CPU from one forward pass."""
+        """Loss (+ penalty) and accuracy of validated arrays from one forward pass; on the device
+        (device="cuda") the arrays go up once per fit and only scalars come back."""
         model = self.model
         if model.device == "cpu":
             loss, z = model._evaluation_loss_and_output(X, labels, targets, code)
             loss += float(network_penalty(model._params, model._layout.layer_int, self.l1, self.l2))
+            correct, counted = count_correct(z, labels, targets, code)
         else:
-            loss = model.loss_value(X, labels if labels.size else targets, l1=self.l1, l2=self.l2)
-            z = model.forward(X) if model.is_classifier else None
+            from .kernels.cuda.network import network_penalty as cuda_network_penalty
+            cached = getattr(self, "_cuda_validation", None)
+            if cached is None or cached[0] is not X:
+                cached = (X, model._device_data(X, labels, targets))
+                if getattr(self, "_cuda_state", None) is not None:  # inside fit: keep them
+                    self._cuda_validation = cached
+            model._upload()
+            loss, correct, counted = model._evaluation_cuda(*cached[1], code,
+                                                            count=model.is_classifier)
+            loss += float(cuda_network_penalty(model._d_params, model._layout.layer_int, self.l1,
+                                               self.l2))
         metrics = {"loss": loss}
         if model.is_classifier:
-            correct, counted = count_correct(z, labels, targets, code)
             metrics["accuracy"] = correct / counted
         return metrics
 

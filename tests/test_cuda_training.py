@@ -128,6 +128,65 @@ def test_fit_matches_cpu(opt):
     _assert_same_history(gpu_trainer.history, cpu_trainer.history)
 
 
+def _count_transfers(monkeypatch, model):
+    """Counts of the model's whole-state downloads and of host-to-device data uploads."""
+    counts = {"download": 0, "data": 0}
+    download, device_data = model._download, model._device_data
+
+    def counted_download(*args, **kwargs):
+        counts["download"] += 1
+        return download(*args, **kwargs)
+
+    def counted_data(*args, **kwargs):
+        counts["data"] += 1
+        return device_data(*args, **kwargs)
+    monkeypatch.setattr(model, "_download", counted_download)
+    monkeypatch.setattr(model, "_device_data", counted_data)
+    return counts
+
+
+def test_fit_keeps_the_state_on_the_device_between_epochs(monkeypatch):
+    """Without early stopping or callbacks, 4 epochs with validation data upload the training and
+    the validation data once each and download the model once, when fit returns."""
+    X, y = _data()
+    model = _model("cuda")
+    counts = _count_transfers(monkeypatch, model)
+    trainer = fm.Trainer(model, fm.Adam(lr=0.01), batch_size=8, epochs=4, progress=False)
+    history = trainer.fit(X, y, validation_data=(X[:7], y[:7]))
+    assert counts == {"download": 1, "data": 2}
+    assert len(history["val_loss"]) == 4
+    cpu_model = _model("cpu")
+    cpu_history = fm.Trainer(cpu_model, fm.Adam(lr=0.01), batch_size=8, epochs=4,
+                             progress=False).fit(X, y, validation_data=(X[:7], y[:7]))
+    _assert_same_model(model, cpu_model)
+    _assert_same_history(history, cpu_history)
+
+
+def test_hooks_read_current_host_arrays_like_cpu(monkeypatch):
+    """With early stopping and a callback, the host arrays are current when they run: the
+    callback sees the same weights as on the CPU, and restore_best brings back the same epoch."""
+    X, y = _data()
+    runs = []
+    for device in ("cpu", "cuda"):
+        model = _model(device)
+        seen = []
+
+        class Watch(fm.Callback):
+            def on_epoch_end(self, epoch, metrics):
+                seen.append(model._params.copy())
+
+        early = fm.EarlyStopping(monitor="val_loss", patience=1, restore_best=True)
+        trainer = fm.Trainer(model, fm.Adam(lr=0.05), batch_size=8, epochs=6, callbacks=[Watch()],
+                             early_stopping=early, progress=False)
+        trainer.fit(X, y, validation_data=(X[:7], y[:7]))
+        runs.append((model, seen, early.best_epoch))
+    (cpu_model, cpu_seen, cpu_best), (gpu_model, gpu_seen, gpu_best) = runs
+    assert gpu_best == cpu_best and len(gpu_seen) == len(cpu_seen) >= 2
+    for got, expected in zip(gpu_seen, cpu_seen):
+        assert_allclose(got, expected, **TOL)
+    _assert_same_model(gpu_model, cpu_model)
+
+
 def test_non_finite_epoch_restores_like_cpu():
     """A target too large for a finite loss stops a later run in its second batch, on both
     devices, and leaves the state after the last finite step."""
