@@ -79,6 +79,9 @@ __all__ = ["DistributedTrainer", "Communicator", "DistributedError", "Distribute
            "local_size"]
 
 _FLAT_KEY = "params"
+# Seconds between printing the reason for an abort and MPI_Abort: the launcher forwards a rank's
+# output through pipes, and the abort kills the rank (and may end the forwarding) at once.
+ABORT_GRACE_SECONDS = 1.0
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -259,6 +262,7 @@ class DistributedTrainer(Trainer):
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             print(f"fastmlp: rank {self.rank}: {detail}; aborting the MPI job", file=sys.stderr,
                   flush=True)
+            time.sleep(ABORT_GRACE_SECONDS)
             self.comm.abort(1)
 
     def _batches(self, n):
