@@ -76,7 +76,7 @@ from .kernels.cpu.train import apply_update, local_gradient
 from .trainer import Trainer
 
 __all__ = ["DistributedTrainer", "Communicator", "DistributedError", "DistributedTimeoutError",
-           "local_size"]
+           "local_size", "default_threads"]
 
 _FLAT_KEY = "params"
 # Seconds between printing the reason for an abort and MPI_Abort: the launcher forwards a rank's
