@@ -213,7 +213,9 @@ class DistributedTrainer(Trainer):
         job ends instead of waiting for that rank.
 
     Each global batch needs at least one row per rank (two with batchnorm); a last batch that is
-    smaller joins the previous batch.
+    smaller joins the previous batch. ``DistributedTrainer.load_checkpoint(path, comm=...,
+    timeout=..., batchnorm=...)`` reads a checkpoint on every rank (a shared file system or a copy
+    on each machine); the state then follows rank 0's at the next ``fit``.
     """
 
     def __init__(self, model, optimizer=None, *, comm=None, timeout=300.0, batchnorm="local",
@@ -231,6 +233,7 @@ class DistributedTrainer(Trainer):
                              f"device={model.device!r}")
         self.abort_on_error = bool(abort_on_error)
         self._agreed = False
+        self._local_cache = None
 
     @property
     def is_root(self):
@@ -286,10 +289,9 @@ class DistributedTrainer(Trainer):
                             float(np.sum(X, dtype=np.float64)),
                             float(np.sum(labels, dtype=np.float64)),
                             float(np.sum(targets, dtype=np.float64))], dtype=np.float64)
-        low = -summary
-        self.comm.allreduce_max(low, "the training-data check")
-        high = self.comm.allreduce_max(summary.copy(), "the training-data check")
-        if not np.array_equal(-low, high):
+        extremes = self.comm.allreduce_max(np.concatenate([summary, -summary]),
+                                           "the training-data check")  # max, then -min
+        if not np.array_equal(extremes[:summary.size], -extremes[summary.size:]):
             raise DistributedError("the ranks were given different training data or batch sizes; "
                                    "every rank must pass the same X, y and options to fit")
 
@@ -317,7 +319,7 @@ class DistributedTrainer(Trainer):
         rows = int(np.diff(bounds).max() + self.size - 1) // self.size
         key = (X.shape[1], rows, bool(labels.size), targets.shape[1] if targets.shape[0] else 0,
                bounds.tobytes())
-        cached = getattr(self, "_local_cache", None)
+        cached = self._local_cache
         if cached is not None and cached[0] == key:
             return cached[1]
         layer_int = model._layout.layer_int
@@ -341,12 +343,12 @@ class DistributedTrainer(Trainer):
         return start + rows * self.rank // self.size, start + rows * (self.rank + 1) // self.size
 
     def _run_epoch(self, X, labels, targets, code, bounds):
-        model, lay, opt, comm = self.model, self.model._layout, self.optimizer, self.comm
+        model, lay, opt = self.model, self.model._layout, self.optimizer
         n = X.shape[0]
         order = (self._rng.permutation(n) if self.shuffle else np.arange(n)).astype(np.int64)
-        comm.bcast_array(order, "the broadcast of the epoch's row order")
+        self.comm.bcast_array(order, "the broadcast of the epoch's row order")
         buf = self._local_buffers(X, labels, targets, bounds)
-        grads, stats, scalars, ws = buf["grads"], buf["stats"], buf["scalars"], buf["ws"]
+        grads = buf["grads"]
         steps = bounds.shape[0] - 1
         opt_code, s0, s1, s2, flag, init = opt.fused_arguments(_FLAT_KEY, model._params)
         coefficients = opt.coefficient_table(_FLAT_KEY, steps, model.dtype)
@@ -362,24 +364,9 @@ class DistributedTrainer(Trainer):
             if ws_off is None:
                 ws_off = buf["ws_off"][hi - lo] = workspace_layout(lay.layer_int, hi - lo)[0]
             buf["saved"][...] = model._buffers
-            if sync:
-                loss = self._sync_step(X, labels, targets, code, order[lo:hi], stop - start, buf,
-                                       ws_off, seed, model.dropout_step + k)
-                c, m = int(scalars[1]), int(scalars[2])
-            else:
-                loss, c, m = local_gradient(
-                    X, labels, targets, code, order, lo, hi, buf["Xb"], buf["lb"], buf["tb"],
-                    model._params, grads, model._buffers, lay.layer_int, lay.layer_float, ws_off,
-                    ws, seed, model.dropout_step + k, self.l1, self.l2)
-            if self.size > 1 and not sync:
-                np.multiply(grads, (hi - lo) / (stop - start), out=grads)
-                np.multiply(model._buffers, 1.0 / self.size, out=stats)
-                scalars[:] = (loss * (hi - lo), c, m)
-                comm.allreduce_sum(buf["pack"], "the gradient Allreduce")
-                comm.allreduce_sum(scalars, "the loss Allreduce")
-                model._buffers[...] = stats
-                loss = float(scalars[0]) / (stop - start)
-                c, m = int(scalars[1]), int(scalars[2])
+            step = (self._sync_step if sync else self._local_step)
+            loss, c, m = step(X, labels, targets, code, order, lo, hi, stop - start, buf, ws_off,
+                              seed, model.dropout_step + k)
             if not apply_update(model._params, grads, loss, clip, opt_code, s0, s1, s2,
                                 coefficients[k], flag, init and k == 0):
                 model._buffers[...] = buf["saved"]  # as after the last finite step
@@ -394,11 +381,33 @@ class DistributedTrainer(Trainer):
             return None
         return total / n, (correct / counted if counted else None)
 
-    def _sync_step(self, X, labels, targets, code, rows, global_rows, buf, ws_off, seed, step):
-        """The gradient of the global batch with synchronized batchnorm, summed into ``grads``
-        on every rank; returns the global batch's mean loss + penalty (``scalars`` holds the
-        summed loss, correct and counted)."""
+    def _local_step(self, X, labels, targets, code, order, lo, hi, global_rows, buf, ws_off,
+                    seed, step):
+        """Rows order[lo:hi] of a global batch of ``global_rows`` rows through the compiled
+        whole-network step (local batchnorm statistics); with several ranks, the rows-weighted
+        gradients, the averaged running statistics and the loss/accuracy sums are added up over
+        the ranks in place. Returns the global batch's (mean loss + penalty, correct, counted)."""
         model, lay, comm = self.model, self.model._layout, self.comm
+        loss, correct, counted = local_gradient(
+            X, labels, targets, code, order, lo, hi, buf["Xb"], buf["lb"], buf["tb"],
+            model._params, buf["grads"], model._buffers, lay.layer_int, lay.layer_float, ws_off,
+            buf["ws"], seed, step, self.l1, self.l2)
+        if self.size == 1:
+            return loss, correct, counted
+        np.multiply(buf["grads"], (hi - lo) / global_rows, out=buf["grads"])
+        np.multiply(model._buffers, 1.0 / self.size, out=buf["stats"])
+        scalars = buf["scalars"]
+        scalars[:] = (loss * (hi - lo), correct, counted)
+        comm.allreduce_sum(buf["pack"], "the gradient Allreduce")
+        comm.allreduce_sum(scalars, "the loss Allreduce")
+        model._buffers[...] = buf["stats"]
+        return float(scalars[0]) / global_rows, int(scalars[1]), int(scalars[2])
+
+    def _sync_step(self, X, labels, targets, code, order, lo, hi, global_rows, buf, ws_off, seed,
+                   step):
+        """:meth:`_local_step` with synchronized batchnorm statistics (``batchnorm="sync"``)."""
+        model, lay, comm = self.model, self.model._layout, self.comm
+        rows = order[lo:hi]
         m = rows.shape[0]
         xb = np.take(X, rows, axis=0, out=buf["Xb"][:m])
         lb = np.take(labels, rows, out=buf["lb"][:m]) if labels.size else labels
@@ -409,8 +418,9 @@ class DistributedTrainer(Trainer):
             lay.layer_float, ws_off, buf["ws"], seed, step, self.l1, self.l2, global_rows)
         comm.allreduce_sum(buf["grads"], "the gradient Allreduce")
         comm.allreduce_sum(scalars, "the loss Allreduce")
-        return float(scalars[0]) / global_rows + float(
+        loss = float(scalars[0]) / global_rows + float(
             network_penalty(model._params, lay.layer_int, self.l1, self.l2))
+        return loss, int(scalars[1]), int(scalars[2])
 
     # ----------------------------------------------------------------- evaluation and files
     def _evaluate_prepared(self, X, labels, targets, code):
@@ -421,23 +431,6 @@ class DistributedTrainer(Trainer):
         """Rank 0 writes the checkpoint (see :meth:`Trainer.save_checkpoint`); others do nothing."""
         if self.is_root:
             super().save_checkpoint(path)
-
-    @classmethod
-    def load_checkpoint(cls, path, callbacks=(), progress=None, *, comm=None, timeout=300.0,
-                        abort_on_error=True):
-        """Every rank reads the checkpoint (a shared file system or a copy on each machine); the
-        state then follows rank 0's at the next ``fit``."""
-        plain = Trainer.load_checkpoint(path, callbacks=callbacks, progress=progress)
-        options = {"batch_size": plain.batch_size, "epochs": plain.epochs,
-                   "shuffle": plain.shuffle, "seed": plain.seed, "l1": plain.l1, "l2": plain.l2,
-                   "clip_norm": plain.clip_norm, "progress": plain.progress,
-                   "early_stopping": plain.early_stopping, "callbacks": plain.callbacks,
-                   "lr_schedule": plain.lr_schedule}
-        trainer = cls(plain.model, plain.optimizer, comm=comm, timeout=timeout,
-                      abort_on_error=abort_on_error, **options)
-        trainer.epoch, trainer.history = plain.epoch, plain.history
-        trainer.stop_reason, trainer._rng = plain.stop_reason, plain._rng
-        return trainer
 
 
 def default_threads(comm=None):

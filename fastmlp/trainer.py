@@ -111,6 +111,9 @@ class Trainer:
         self.stop_reason = None
         self._rng = np.random.default_rng(self.seed)
         self._grads = None  # host gradients of the CPU path, allocated on its first epoch
+        self._buffers_cache = None  # (layout key, batch buffers) of _epoch_buffers
+        # device="cuda": the fit's device arrays, made on its first epoch / first validation
+        self._cuda_state = self._cuda_validation = None
 
     # ----------------------------------------------------------------- data
     def _prepare(self, X, y, name_X="X", name_y="y"):
@@ -163,7 +166,7 @@ class Trainer:
         rows = int(sizes.max())
         key = (X.shape[1], int(sizes[0]), int(sizes[-1]), rows, bool(labels.size),
                targets.shape[1] if targets.shape[0] else 0)
-        cached = getattr(self, "_buffers_cache", None)
+        cached = self._buffers_cache
         if cached is not None and cached[0] == key:
             return cached[1]
         layer_int = model._layout.layer_int
@@ -183,7 +186,7 @@ class Trainer:
         model and the optimizer state ``host_opt`` = (s0, s1, s2) uploaded) on the first epoch
         over this ``X``/``bounds``."""
         from numba import cuda
-        state = getattr(self, "_cuda_state", None)
+        state = self._cuda_state
         if (state is not None and state["X"] is X and state["labels"] is labels
                 and state["targets"] is targets and np.array_equal(state["bounds"], bounds)):
             return state
@@ -209,7 +212,7 @@ class Trainer:
     def _sync_host(self):
         """device="cuda": copy the model and optimizer state to the host arrays when the device
         holds newer values (the model's ``_device_ahead``)."""
-        model, state = self.model, getattr(self, "_cuda_state", None)
+        model, state = self.model, self._cuda_state
         if model.device != "cuda" or not model._device_ahead:
             return
         model._device_ahead = False
@@ -306,7 +309,6 @@ class Trainer:
         if self.lr_schedule is not None:
             self.lr_schedule.start(self.optimizer.lr)
         self.stop_reason = None
-        # device="cuda": the fit's device arrays, made on its first epoch / first validation
         self._cuda_state = self._cuda_validation = None
         bar = epoch_progress(self.progress, self.epochs, self.epoch)
         try:
@@ -368,10 +370,10 @@ class Trainer:
             correct, counted = count_correct(z, labels, targets, code)
         else:
             from .kernels.cuda.network import network_penalty as cuda_network_penalty
-            cached = getattr(self, "_cuda_validation", None)
+            cached = self._cuda_validation
             if cached is None or cached[0] is not X:
                 cached = (X, model._device_data(X, labels, targets))
-                if getattr(self, "_cuda_state", None) is not None:  # inside fit: keep them
+                if self._cuda_state is not None:  # inside fit: keep them
                     self._cuda_validation = cached
             model._upload()
             loss, correct, counted = model._evaluation_cuda(*cached[1], code,
@@ -424,9 +426,11 @@ class Trainer:
         atomic_save_npz(path, arrays, meta)
 
     @classmethod
-    def load_checkpoint(cls, path, callbacks=(), progress=None):
+    def load_checkpoint(cls, path, callbacks=(), progress=None, **options):
         """Rebuild a Trainer (with its model) from :meth:`save_checkpoint`; callbacks are not stored
-        in the file and can be passed again here. Raises FileFormatError for bad files."""
+        in the file and can be passed again here, and ``options`` go to the constructor of a
+        subclass (e.g. ``comm`` of ``fastmlp.mpi.DistributedTrainer``). Raises FileFormatError for
+        bad files."""
         arrays, meta = load_npz(path, cls.FILE_FORMAT, cls.FORMAT_VERSION)
         try:
             model = MLP.from_config(meta["model"]["config"])
@@ -448,11 +452,11 @@ class Trainer:
                 if "early_stopping/params" in arrays:
                     early.best_params = arrays["early_stopping/params"].astype(model.dtype)
                     early.best_buffers = arrays["early_stopping/buffers"].astype(model.dtype)
-            options = dict(meta["trainer"])
+            stored = dict(meta["trainer"])
             if progress is not None:
-                options["progress"] = progress
+                stored["progress"] = progress
             trainer = cls(model, optimizer=optimizer, early_stopping=early, callbacks=callbacks,
-                          lr_schedule=schedule, **options)
+                          lr_schedule=schedule, **stored, **options)
             trainer.epoch = int(meta["epoch"])
             trainer.history = {k: list(v) for k, v in meta["history"].items()}
             trainer.stop_reason = meta["stop_reason"]

@@ -47,7 +47,13 @@ def equality(out, plain):
                  loss=history["loss"], val_loss=history["val_loss"],
                  val_accuracy=history["val_accuracy"])
         trainer.save_checkpoint(out / f"checkpoint_{name}_rank{trainer.rank}.npz")
-        if plain:
+        if plain:  # one process: the checkpoint it wrote loads back as a DistributedTrainer
+            loaded = DistributedTrainer.load_checkpoint(out / f"checkpoint_{name}_rank0.npz",
+                                                        timeout=60, batchnorm="sync")
+            assert type(loaded) is DistributedTrainer and loaded.batchnorm == "sync"
+            assert loaded.epoch == trainer.epoch and loaded.history == trainer.history
+            assert np.array_equal(loaded.model._params, net._params)
+            assert loaded.comm.timeout == 60
             net = model()
             history = fm.Trainer(net, make_optimizer(), **options()).fit(
                 X, y, validation_split=0.25)
