@@ -10,6 +10,9 @@ without a GPU); that the driver finds a GPU; and that a one-element kernel compi
 mode of a process is fixed when ``numba.cuda`` is first imported.
 
 ``require_cuda()`` raises :class:`CudaUnavailableError` with that reason, for ``device="cuda"``.
+``set_cuda_matmul(backend)`` chooses who computes the dense layers' matrix products on the GPU
+(``"numba"``, ``"cublas"`` or ``"auto"``; see ``kernels/cuda/config.py``) and ``get_cuda_matmul()``
+reads the choice.
 ``driver_gpu_count()`` asks the CUDA driver library directly (ctypes; numba.cuda is not imported),
 so a process can decide whether to enable the simulator before importing numba.cuda.
 """
@@ -22,7 +25,7 @@ import sys
 import threading
 
 __all__ = ["cuda_status", "require_cuda", "CudaUnavailableError", "driver_gpu_count",
-           "simulator_enabled", "INSTALL_HINT"]
+           "simulator_enabled", "set_cuda_matmul", "get_cuda_matmul", "INSTALL_HINT"]
 
 INSTALL_HINT = ('install the CUDA extra: pip install "fastmlp[cuda]" (numba-cuda for CUDA 12 '
                 'drivers) and make sure an NVIDIA driver and GPU are present')
@@ -150,3 +153,37 @@ def require_cuda():
     if not available:
         raise CudaUnavailableError(f'device="cuda" is not available: {reason}')
     return reason
+
+
+def set_cuda_matmul(backend):
+    """Choose who computes the matrix products of ``device="cuda"`` models, for the whole process.
+
+    - ``"numba"`` (the default): fastmlp's tiled numba.cuda kernel, bias and activation fused in;
+    - ``"cublas"``: cuBLAS through CuPy for every product, the bias and activation then one
+      numba.cuda launch; raises :class:`CudaUnavailableError` when CuPy does not import or when
+      numba.cuda runs on the simulator (which has no cuBLAS);
+    - ``"auto"``: cuBLAS for products of at least ``kernels.cuda.config.CUBLAS_MIN_MACS``
+      multiply-adds when CuPy imports, the numba kernel otherwise.
+
+    Both paths give the same values up to the summation order of the products. Returns the
+    previous choice.
+    """
+    from .kernels.cuda import config
+    if backend not in config.MATMUL_CHOICES:
+        raise ValueError(f"backend must be one of {config.MATMUL_CHOICES}; got {backend!r}")
+    if backend == "cublas":
+        if simulator_enabled():
+            raise CudaUnavailableError("the cuBLAS matrix product needs a GPU: numba.cuda runs on "
+                                       "the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
+        from .kernels.cuda.cublas import cupy_status
+        cupy, reason = cupy_status()
+        if cupy is None:
+            raise CudaUnavailableError(f"the cuBLAS matrix product needs CuPy: {reason}")
+    previous, config.MATMUL = config.MATMUL, backend
+    return previous
+
+
+def get_cuda_matmul():
+    """The current choice of :func:`set_cuda_matmul`."""
+    from .kernels.cuda import config
+    return config.MATMUL

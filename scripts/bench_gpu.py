@@ -12,11 +12,15 @@ What is timed (medians over ``--repeats`` samples):
   ``cross_entropy(model(x), y)``, ``backward``, ``Adam.step`` (``foreach``), ended by
   ``torch.cuda.synchronize``;
 - step: the epoch time divided by ``--steps``;
+- fastmlp runs once per ``--matmul`` choice (``fm.set_cuda_matmul``): ``numba``, the tiled
+  numba.cuda product with fused epilogues, and ``cublas``, cuBLAS through CuPy with the epilogues
+  as numba.cuda launches (left out, with a note, when CuPy is missing);
 - PyTorch runs twice: TF32 off (``torch.backends.cuda.matmul.allow_tf32 = False``, true float32,
   the reference of the targets) and TF32 on (for reference).
 
     python scripts/bench_gpu.py                       # the four configurations
     python scripts/bench_gpu.py --configs small medium --repeats 9
+    python scripts/bench_gpu.py --configs xlarge --matmul numba cublas
     python scripts/bench_gpu.py --quick               # smallest configuration, few repeats
 
 Without a usable GPU it prints why and exits with status 1. PyTorch is optional (its columns are
@@ -43,9 +47,17 @@ def synthetic(sizes, batch, steps, seed=0):
     return X, y
 
 
-def time_fastmlp(sizes, batch, steps, repeats):
-    """Median seconds per epoch of ``steps`` batches on the GPU."""
+def time_fastmlp(sizes, batch, steps, repeats, matmul="numba"):
+    """Median seconds per epoch of ``steps`` batches on the GPU, products by ``matmul``."""
     import fastmlp as fm
+    previous = fm.set_cuda_matmul(matmul)
+    try:
+        return _time_fastmlp(fm, sizes, batch, steps, repeats)
+    finally:
+        fm.set_cuda_matmul(previous)
+
+
+def _time_fastmlp(fm, sizes, batch, steps, repeats):
     X, y = synthetic(sizes, batch, steps)
     layers = [fm.Dense(u, "relu") for u in sizes[1:-1]] + [fm.Dense(sizes[-1])]
     model = fm.MLP(sizes[0], layers, dtype="float32", device="cuda", seed=0)
@@ -95,42 +107,55 @@ def torch_cuda_reason():
     return None
 
 
+def cupy_reason():
+    from fastmlp.kernels.cuda.cublas import cupy_status
+    return None if cupy_status()[0] is not None else cupy_status()[1]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--steps", type=int, default=50, help="batches per epoch (default 50)")
     parser.add_argument("--repeats", type=int, default=5, help="timed epochs (default 5)")
+    parser.add_argument("--matmul", nargs="*", default=["numba", "cublas"],
+                        choices=["numba", "cublas", "auto"],
+                        help="fastmlp matrix-product paths to time (default: numba cublas)")
     parser.add_argument("--quick", action="store_true", help="small config, 2 repeats, 10 steps")
     args = parser.parse_args(argv)
     if args.quick:
         args.configs, args.repeats, args.steps = ["small"], 2, 10
 
-    from fastmlp.cuda_support import cuda_status
+    from fastmlp.cuda_support import cuda_status, simulator_enabled
     available, reason = cuda_status()
-    if not available:
+    if not available or simulator_enabled():
         print(f"no usable GPU, nothing to measure: {reason}", file=sys.stderr)
         return 1
     no_torch = torch_cuda_reason()
     if no_torch:
         print(f"note: {no_torch}; PyTorch columns left out", file=sys.stderr)
+    no_cupy = cupy_reason()
+    if no_cupy and "cublas" in args.matmul:
+        print(f"note: {no_cupy}; the cublas column is left out", file=sys.stderr)
+        args.matmul = [m for m in args.matmul if m != "cublas"]
     from numba import cuda
     print(f"GPU: {cuda.get_current_device().name.decode()}, float32, Adam, {args.steps} steps "
           f"per epoch, median of {args.repeats}, {time.strftime('%Y-%m-%d')}\n")
-    header = "| config | fastmlp µs/step"
+    columns = ["config"] + [f"fastmlp {m} µs/step" for m in args.matmul]
     if not no_torch:
-        header += " | torch TF32 off µs/step | torch TF32 on µs/step | fastmlp / torch (TF32 off)"
-    print(header + " |")
-    print("|" + " --- |" * header.count("|"))
+        columns += ["torch TF32 off µs/step", "torch TF32 on µs/step"]
+        columns += [f"{m} / torch (TF32 off) time" for m in args.matmul]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
     for name in args.configs:
         sizes, batch = CONFIGS[name]
         steps = max(2, args.steps // 10) if name == "xlarge" else args.steps
-        ours = time_fastmlp(sizes, batch, steps, args.repeats) / steps
-        row = f"| {'-'.join(map(str, sizes))}/{batch} | {1e6 * ours:,.0f}"
+        ours = [time_fastmlp(sizes, batch, steps, args.repeats, m) / steps for m in args.matmul]
+        cells = [f"{'-'.join(map(str, sizes))}/{batch}"] + [f"{1e6 * t:,.0f}" for t in ours]
         if not no_torch:
             off = time_torch(sizes, batch, steps, args.repeats, tf32=False) / steps
             on = time_torch(sizes, batch, steps, args.repeats, tf32=True) / steps
-            row += f" | {1e6 * off:,.0f} | {1e6 * on:,.0f} | {ours / off:.2f}×"
-        print(row + " |", flush=True)
+            cells += [f"{1e6 * off:,.0f}", f"{1e6 * on:,.0f}"] + [f"{t / off:.2f}×" for t in ours]
+        print("| " + " | ".join(cells) + " |", flush=True)
     return 0
 
 

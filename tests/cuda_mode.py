@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastmlp.cuda_support import cuda_status, driver_gpu_count, simulator_enabled
@@ -67,3 +68,31 @@ def collect_only_parent_tests(namespace, parent_tests):
     if MODE == "subprocess":
         for name in [n for n in list(namespace) if n.startswith("test_") and n not in parent_tests]:
             del namespace[name]
+
+
+def route_products_to_cublas(monkeypatch, gpu_config, gpu_cublas, backend="cublas"):
+    """Set ``config.MATMUL = backend`` and record the (M, N, K) of every product that reaches
+    ``cublas.matmul``; returns that list.
+
+    On a GPU with CuPy the real cuBLAS computes them. Elsewhere (the simulator, or a GPU without
+    CuPy) a stand-in computes the product on the host from copies and writes it back, and
+    ``cupy_status`` reports it as available: the dispatch, the separate epilogue launch and every
+    caller of the product are exercised; only the CuPy call itself is not.
+    """
+    calls = []
+    real = gpu_cublas.matmul
+    use_real = MODE == "gpu" and gpu_cublas.cupy_status()[0] is not None
+
+    def recorded(c, a, b, trans_a=False, trans_b=False, stream=0):
+        calls.append((c.shape[0], c.shape[1], a.shape[0] if trans_a else a.shape[1]))
+        if use_real:
+            return real(c, a, b, trans_a, trans_b, stream=stream)
+        A, B = a.copy_to_host(), b.copy_to_host()
+        c.copy_to_device(np.ascontiguousarray((A.T if trans_a else A) @ (B.T if trans_b else B)))
+        return None
+
+    monkeypatch.setattr(gpu_cublas, "matmul", recorded)
+    if not use_real:
+        monkeypatch.setattr(gpu_cublas, "cupy_status", lambda: (True, "host stand-in"))
+    monkeypatch.setattr(gpu_config, "MATMUL", backend)
+    return calls

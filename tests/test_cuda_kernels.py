@@ -33,7 +33,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from cuda_mode import (IN_PROCESS, MODE, MODE_REASON, collect_only_parent_tests,
-                       run_file_under_simulator, small_launch_geometry)
+                       route_products_to_cublas, run_file_under_simulator, small_launch_geometry)
 from fastmlp.cuda_support import cuda_status, driver_gpu_count
 from fastmlp.kernels.cpu import activations as cpu_act
 from fastmlp.kernels.cpu import batchnorm as cpu_bn
@@ -64,6 +64,7 @@ if IN_PROCESS:  # importing numba.cuda fixes this process's CUDA mode: only when
     from fastmlp.kernels.cuda import activations as gpu_act
     from fastmlp.kernels.cuda import batchnorm as gpu_bn
     from fastmlp.kernels.cuda import config as gpu_config
+    from fastmlp.kernels.cuda import cublas as gpu_cublas
     from fastmlp.kernels.cuda import dense as gpu_dense
     from fastmlp.kernels.cuda import dropout as gpu_drop
     from fastmlp.kernels.cuda import losses as gpu_loss
@@ -118,7 +119,8 @@ def _cuda_mode(request, monkeypatch):
 
 
 PARENT_PROCESS_TESTS = ("test_kernels_under_cuda_simulator",
-                        "test_cuda_status_without_gpu_is_a_clear_answer")
+                        "test_cuda_status_without_gpu_is_a_clear_answer",
+                        "test_set_cuda_matmul_checks_its_choice")
 """Tests that do not launch kernels: they run whatever the mode of this process."""
 
 
@@ -143,6 +145,26 @@ def test_cuda_status_without_gpu_is_a_clear_answer():
     assert "Traceback" not in proc.stdout + proc.stderr
     assert proc.stdout.startswith("ERR device=\"cuda\" is not available:")
     assert "fastmlp[cuda]" in proc.stdout
+
+
+def test_set_cuda_matmul_checks_its_choice():
+    """"numba"/"auto" are always accepted; "cublas" needs CuPy on a real GPU and says so."""
+    from fastmlp.cuda_support import (CudaUnavailableError, get_cuda_matmul, set_cuda_matmul,
+                                      simulator_enabled)
+    from fastmlp.kernels.cuda.cublas import cupy_status
+    assert get_cuda_matmul() == "numba"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        set_cuda_matmul("cuBLAS")
+    try:
+        assert set_cuda_matmul("auto") == "numba" and get_cuda_matmul() == "auto"
+        if simulator_enabled() or cupy_status()[0] is None:
+            with pytest.raises(CudaUnavailableError, match="simulator|needs CuPy"):
+                set_cuda_matmul("cublas")
+            assert get_cuda_matmul() == "auto"
+        else:
+            assert set_cuda_matmul("cublas") == "auto"
+    finally:
+        set_cuda_matmul("numba")
 
 
 def test_cuda_status_reports_available():
@@ -293,6 +315,83 @@ def test_dense_activation_forward_and_backward(name, dtype):
                                         dev(pre_cpu), dev(out_cpu), code, alpha, pieces, True)
     for got, expected in zip(g, (dx, dW, db, dpre)):
         close(host(got), expected, dtype)
+
+
+@pytest.mark.parametrize("epilogue", ("store", "bias", "bias+gelu"))
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_cublas_path_matches_tiled_kernel(trans_a, trans_b, epilogue, dtype, monkeypatch):
+    """config.MATMUL = "cublas": the product goes to cublas.matmul and the bias/activation
+    epilogue runs as its own launch; same values as the tiled kernel's fused epilogue."""
+    rng = np.random.default_rng(41)
+    m, k, n = 7, 5, 9
+    a = data(rng, (k, m) if trans_a else (m, k), dtype)
+    b = data(rng, (n, k) if trans_b else (k, n), dtype)
+    bias = data(rng, (n,), dtype)
+    options = {} if epilogue == "store" else {"bias": dev(bias)}
+
+    def run():
+        d_c, d_out = dev(np.full((m, n), np.nan, dtype)), dev(np.full((m, n), np.nan, dtype))
+        if epilogue == "bias+gelu":
+            options.update(out=d_out, code=cpu_act.GELU)
+        gpu_dense.gemm(d_c, dev(a), dev(b), trans_a=trans_a, trans_b=trans_b, **options)
+        return host(d_c), host(d_out)
+
+    tiled_c, tiled_out = run()
+    calls = route_products_to_cublas(monkeypatch, gpu_config, gpu_cublas)
+    c, out = run()
+    assert calls == [(m, n, k)]
+    close(c, tiled_c, dtype)
+    if epilogue == "bias+gelu":
+        close(out, tiled_out, dtype)
+    else:
+        assert np.isnan(out).all()  # no activation: ``out`` untouched
+
+
+@pytest.mark.parametrize("name", ("relu", "maxout"))
+def test_dense_layer_cublas_path_matches_cpu(name, monkeypatch):
+    """Forward and backward of a dense layer with every product through the cuBLAS path."""
+    dtype = np.float64
+    rng = np.random.default_rng(42)
+    units, batch, fan_in = 5, 6, 4
+    x, W, b, pieces, width = _dense_case(rng, name, dtype, batch, fan_in, units)
+    code = cpu_act.ACTIVATION_CODES[name]
+    pre, out = np.empty((batch, width), dtype), np.empty((batch, units), dtype)
+    cpu_dense.dense_activation_forward(out, pre, x, W, b, code, 0.0, pieces)
+    dout = data(rng, (batch, units), dtype)
+    dx, dW, db, dpre = (np.empty((batch, fan_in), dtype), np.empty_like(W), np.empty_like(b),
+                        np.empty_like(pre))
+    cpu_dense.dense_activation_backward(dx, dW, db, dpre, dout, x, W, pre, out, code, 0.0,
+                                        pieces, True)
+    calls = route_products_to_cublas(monkeypatch, gpu_config, gpu_cublas)
+    d_x, d_W = dev(x), dev(W)
+    d_pre, d_out = dev(np.full_like(pre, np.nan)), dev(np.full_like(out, np.nan))
+    gpu_dense.dense_activation_forward(d_out, d_pre, d_x, d_W, dev(b), code, 0.0, pieces)
+    close(host(d_pre), pre, dtype)
+    close(host(d_out), out, dtype)
+    g = [dev(np.full_like(v, np.nan)) for v in (dx, dW, db, dpre)]
+    gpu_dense.dense_activation_backward(g[0], g[1], g[2], g[3], dev(dout), d_x, d_W, d_pre, d_out,
+                                        code, 0.0, pieces, True)
+    for got, expected in zip(g, (dx, dW, db, dpre)):
+        close(host(got), expected, dtype)
+    assert calls == [(batch, width, fan_in), (fan_in, width, batch), (batch, fan_in, width)]
+
+
+def test_auto_matmul_sends_only_large_products_to_cublas(monkeypatch):
+    dtype = np.float32
+    rng = np.random.default_rng(43)
+    calls = route_products_to_cublas(monkeypatch, gpu_config, gpu_cublas, backend="auto")
+    monkeypatch.setattr(gpu_config, "CUBLAS_MIN_MACS", 6 * 5 * 4)
+    for m, k, n in ((6, 5, 4), (6, 5, 3)):      # 120 multiply-adds: cuBLAS; 90: the tiled kernel
+        a, b = data(rng, (m, k), dtype), data(rng, (k, n), dtype)
+        d_c = dev(np.full((m, n), np.nan, dtype))
+        gpu_dense.gemm(d_c, dev(a), dev(b))
+        close(host(d_c), a @ b, dtype)
+    assert calls == [(6, 4, 5)]
+    monkeypatch.setattr(gpu_cublas, "cupy_status", lambda: (None, "no CuPy"))
+    gpu_dense.gemm(dev(np.empty((6, 4), dtype)), dev(data(rng, (6, 5), dtype)),
+                   dev(data(rng, (5, 4), dtype)))
+    assert len(calls) == 1                      # "auto" without CuPy: the tiled kernel
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -18,7 +18,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
 from cuda_mode import (IN_PROCESS, MODE_REASON, collect_only_parent_tests,
-                       run_file_under_simulator, small_launch_geometry)
+                       route_products_to_cublas, run_file_under_simulator, small_launch_geometry)
 
 THIS_FILE = Path(__file__).resolve()
 ROOT = THIS_FILE.parent.parent
@@ -32,6 +32,7 @@ pytestmark = [
 
 if IN_PROCESS:  # importing numba.cuda fixes this process's CUDA mode: only when it will be used
     from fastmlp.kernels.cuda import config as gpu_config
+    from fastmlp.kernels.cuda import cublas as gpu_cublas
 
 PARENT_PROCESS_TESTS = ("test_training_under_cuda_simulator",)
 TOL = dict(rtol=1e-8, atol=1e-8)
@@ -126,6 +127,18 @@ def test_fit_matches_cpu(opt):
         trainer.fit(*_data())
     _assert_same_model(gpu_model, cpu_model)
     _assert_same_history(gpu_trainer.history, cpu_trainer.history)
+
+
+def test_fit_with_cublas_products_matches_cpu(monkeypatch):
+    """``set_cuda_matmul("cublas")``'s path: every product through cublas.matmul, the epilogues
+    as separate launches; the same run as on the CPU."""
+    cpu_model, _, cpu_history = _fit("cpu", fm.Adam(lr=0.01), validation_split=0.25)
+    calls = route_products_to_cublas(monkeypatch, gpu_config, gpu_cublas)
+    gpu_model, _, gpu_history = _fit("cuda", fm.Adam(lr=0.01), validation_split=0.25)
+    _assert_same_model(gpu_model, cpu_model)
+    _assert_same_history(gpu_history, cpu_history)
+    # 2 epochs × 2 batches × (2 forward + 3 backward products) + 2 validation passes × 2 forward
+    assert len(calls) == 2 * 2 * 5 + 2 * 2
 
 
 def _count_transfers(monkeypatch, model):

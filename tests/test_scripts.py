@@ -42,7 +42,7 @@ def table_rows(stdout):
     ("regularization_study.py", ["--epochs", "--seed", "--output", "--quick", "--n-jobs"]),
     ("mnist1d_recipe.py", ["--seed", "--output", "--quick"]),
     ("bench_mpi.py", ["--rows", "--batch", "--ranks", "--quick"]),
-    ("bench_gpu.py", ["--configs", "--steps", "--repeats", "--quick"]),
+    ("bench_gpu.py", ["--configs", "--steps", "--repeats", "--matmul", "--quick"]),
 ])
 def test_help(name, words):
     proc = run_script(name, "--help")

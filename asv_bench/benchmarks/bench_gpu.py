@@ -41,10 +41,19 @@ class _GpuConfigs:
 
 class GpuTrainEpoch(_GpuConfigs):
     """fastmlp: one epoch of the Trainer's device-resident loop (data, model and optimizer state
-    on the GPU; the model copied back to the host at the end of the epoch)."""
+    on the GPU; the model copied back to the host at the end of the epoch). ``matmul`` is the
+    product path of ``fm.set_cuda_matmul``: the tiled numba.cuda kernel or cuBLAS (CuPy)."""
 
-    def setup(self, config):
+    params = [list(GPU_CONFIGS), ["numba", "cublas"]]
+    param_names = ["config", "matmul"]
+
+    def setup(self, config, matmul):
         _require_gpu()
+        from fastmlp.cuda_support import CudaUnavailableError
+        try:
+            self.previous = fm.set_cuda_matmul(matmul)
+        except CudaUnavailableError as exc:
+            raise NotImplementedError(str(exc)) from None
         sizes, batch = GPU_CONFIGS[config]
         X, y = make_data(sizes[0], sizes[-1], batch * _steps(config), "float32")
         layers = [fm.Dense(u, activation="relu") for u in sizes[1:-1]] + [fm.Dense(sizes[-1])]
@@ -54,7 +63,11 @@ class GpuTrainEpoch(_GpuConfigs):
         self.args = (*self.trainer._prepare(X, y), self.trainer._batches(X.shape[0]))
         self.trainer._run_epoch(*self.args)  # compile, upload
 
-    def time_epoch(self, config):
+    def teardown(self, config, matmul):
+        if getattr(self, "previous", None):  # setup got as far as choosing the path
+            fm.set_cuda_matmul(self.previous)
+
+    def time_epoch(self, config, matmul):
         self.trainer._run_epoch(*self.args)
 
 

@@ -15,6 +15,11 @@ that geometry, built once per geometry and dtype.
   computes a BM × BN tile of C with (BM/TM)·(BN/TN) threads, each holding a TM × TN register tile,
   and stages BM × BK and BK × BN slices of the operands in shared memory. BM must be a multiple of
   TM and BN of TN.
+- ``MATMUL``: which library computes the dense layers' matrix products. ``"numba"``: the tiled
+  kernel above, epilogues fused; ``"cublas"``: cuBLAS through CuPy, the bias/activation epilogue
+  then a separate numba.cuda launch; ``"auto"``: cuBLAS for products of at least
+  ``CUBLAS_MIN_MACS`` multiply-adds when CuPy imports, the tiled kernel otherwise. Set it with
+  ``fastmlp.cuda_support.set_cuda_matmul``, which checks that cuBLAS can be used.
 - ``CUDA_JIT``: keyword arguments of every ``cuda.jit`` kernel. ``fastmath=False`` keeps NaN/inf
   handling and the float64 comparisons with the CPU kernels exact.
 """
@@ -26,6 +31,11 @@ THREADS_PER_BLOCK = 256
 REDUCE_COLS = 32
 REDUCE_ROWS = 8
 GEMM_TILE = (64, 64, 16, 4, 4)
+
+MATMUL = "numba"
+MATMUL_CHOICES = ("numba", "cublas", "auto")
+CUBLAS_MIN_MACS = 1 << 24
+"""Smallest M·N·K that ``MATMUL = "auto"`` sends to cuBLAS (about a 256³ product)."""
 
 CUDA_JIT = dict(fastmath=False)
 
@@ -47,6 +57,8 @@ def check_geometry():
             or REDUCE_COLS * REDUCE_ROWS > MAX_THREADS):
         raise ValueError("REDUCE_ROWS must be a power of two and REDUCE_COLS * REDUCE_ROWS <= "
                          f"{MAX_THREADS}")
+    if MATMUL not in MATMUL_CHOICES:
+        raise ValueError(f"MATMUL must be one of {MATMUL_CHOICES}; got {MATMUL!r}")
     bm, bn, bk, tm, tn = GEMM_TILE
     if min(GEMM_TILE) < 1 or bm % tm or bn % tn or (bm // tm) * (bn // tn) > MAX_THREADS:
         raise ValueError("GEMM_TILE = (BM, BN, BK, TM, TN) needs TM | BM, TN | BN and at most "

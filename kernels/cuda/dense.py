@@ -23,6 +23,11 @@ transposed, K = B the batch) has no write races and no atomics. The backward pas
 dpre = dout ⊙ f'(pre) and db = Σ_rows dpre in one column-reduction kernel (2-D blocks of
 ``config.REDUCE_COLS`` columns × ``config.REDUCE_ROWS`` row-threads, tree in shared memory), then
 dW and dx with the product kernel: three launches per layer.
+
+With ``config.MATMUL`` set to ``"cublas"`` (or ``"auto"`` and a large enough product) the product
+goes to cuBLAS (``cublas.matmul``) instead, and the epilogue becomes one elementwise launch after it
+(``bias_activation_kernel``); the results are the same values, rounded the same way (the bias is
+added to the product already rounded to the dtype, in both paths).
 """
 
 import functools
@@ -30,7 +35,7 @@ import functools
 import numpy as np
 from numba import cuda
 
-from . import config
+from . import config, cublas
 from ._reduce import column_block_sum_f64
 from .activations import (MAXOUT, activation_backward, activation_derivative, activation_value,
                           maxout_backward, maxout_forward)
@@ -167,11 +172,40 @@ def gemm(c, a, b, trans_a=False, trans_b=False, bias=None, out=None, code=0, alp
         epilogue = EPILOGUE_BIAS if out is None else EPILOGUE_BIAS_ACTIVATION
     if out is None:
         out = c
+    if _use_cublas(m, n, k):
+        cublas.matmul(c, a, b, trans_a, trans_b, stream=stream)
+        if epilogue != EPILOGUE_STORE:
+            blocks = config.blocks_for(m * n, config.THREADS_PER_BLOCK)
+            bias_activation_kernel[blocks, config.THREADS_PER_BLOCK, stream](
+                c, out, bias, code, alpha, epilogue == EPILOGUE_BIAS_ACTIVATION)
+        return
     tile = tuple(config.GEMM_TILE)
     bm, bn, _, tm, tn = tile
     kernel = gemm_kernel(np.dtype(c.dtype), bool(trans_a), bool(trans_b), epilogue, tile)
     grid = (config.blocks_for(n, bn), config.blocks_for(m, bm))
     kernel[grid, (bn // tn, bm // tm), stream](c, out, a, b, bias, code, alpha)
+
+
+def _use_cublas(m, n, k):
+    """Whether ``config.MATMUL`` sends an (M, N, K) product to cuBLAS."""
+    if config.MATMUL == "cublas":
+        return True
+    return (config.MATMUL == "auto" and m * n * k >= config.CUBLAS_MIN_MACS
+            and cublas.cupy_status()[0] is not None)
+
+
+@cuda.jit(**config.CUDA_JIT)
+def bias_activation_kernel(c, out, bias, code, alpha, activate):
+    """c[i, j] += bias[j] and, when ``activate``, out[i, j] = f(c[i, j]): the product kernel's
+    epilogue after a cuBLAS product. c, out (M, N), bias (N,); one thread per element."""
+    m, n = c.shape
+    for e in range(cuda.grid(1), m * n, cuda.gridsize(1)):
+        i = e // n
+        j = e - i * n
+        v = c[i, j] + bias[j]
+        c[i, j] = v
+        if activate:
+            out[i, j] = activation_value(v, code, alpha)
 
 
 @cuda.jit(**config.CUDA_JIT)
