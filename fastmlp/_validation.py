@@ -24,6 +24,9 @@ def as_numeric_array(value, name):
     """np.asarray(value) for real numeric data; TypeError for objects, strings, complex, sparse."""
     if hasattr(value, "tocsr") and hasattr(value, "nnz"):
         raise TypeError(f"{name} must be a dense array; got a sparse matrix (use .toarray())")
+    if hasattr(value, "__cuda_array_interface__"):
+        raise TypeError(f"{name} is a GPU array (__cuda_array_interface__); this takes host "
+                        f"arrays: copy it to the host first (cupy: .get(), torch: .cpu().numpy())")
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:

@@ -8,6 +8,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import __version__
+from ._device_inputs import device_features, device_targets, is_device_input, reject_device_input
 from ._layout import ArrayViews, build_layout, views, workspace_layout
 from ._validation import check_features, check_int, check_real, resolve_dtype
 from .initializers import INITIALIZERS, INITS
@@ -58,6 +59,9 @@ class MLP:
         ``cpu`` or ``cuda``. With ``cuda`` the computation runs on the GPU (numba.cuda); the
         parameters and buffers keep a host copy (``params``/``buffers`` stay NumPy arrays) that is
         uploaded before each device computation and refreshed after each one that changes them.
+        Inputs may then also be GPU arrays (anything with ``__cuda_array_interface__``: CuPy,
+        PyTorch CUDA tensors, numba.cuda device arrays), used in place and checked on the device;
+        features and float targets must have the model's dtype. Outputs are NumPy arrays.
     init : str
         ``auto`` (he for relu, leaky_relu, elu, gelu, maxout; xavier otherwise), ``he`` or ``xavier``.
     seed : int or None
@@ -244,17 +248,44 @@ class MLP:
         return entry
 
     def _device_data(self, X, labels=None, targets=None):
-        """Device copies of validated host X (and labels/targets; an unused one becomes an empty
-        device array of the right dtype and width)."""
+        """Validated X (and labels/targets) on the device: host arrays are copied up, device
+        arrays (checked GPU inputs) are used as they are; an unused (empty) labels/targets becomes
+        an empty device array of the right dtype and width."""
         from numba import cuda
-        d_X = cuda.to_device(np.ascontiguousarray(X))
+
+        def up(a):
+            return cuda.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
+
+        d_X = up(X)
         if labels is None:
             return d_X
-        d_labels = (cuda.to_device(np.ascontiguousarray(labels)) if labels.size
-                    else cuda.device_array(0, dtype=np.int64))
-        d_targets = (cuda.to_device(np.ascontiguousarray(targets)) if targets.shape[0]
+        d_labels = up(labels) if labels.size else cuda.device_array(0, dtype=np.int64)
+        d_targets = (up(targets) if targets.shape[0]
                      else cuda.device_array((0, targets.shape[1]), dtype=self.dtype))
         return d_X, d_labels, d_targets
+
+    def _checked_features(self, X, name="X"):
+        """X validated (``_validation.check_features``): a host array, or, on device="cuda", a
+        GPU array checked on the device and used in place."""
+        if is_device_input(X):
+            if self.device != "cuda":
+                reject_device_input(X, name)
+            return device_features(X, self.input_dim, self.dtype, name)
+        return check_features(X, self.input_dim, self.dtype, name)
+
+    def _checked_inputs(self, X, y, name_X="X", name_y="y"):
+        """(X, labels, targets, loss code) validated for this model; see
+        :meth:`_checked_features` (y likewise, ``losses.prepare_targets`` on the host)."""
+        X = self._checked_features(X, name_X)
+        if is_device_input(y):
+            if self.device != "cuda":
+                reject_device_input(y, name_y)
+            labels, targets, code = device_targets(self.loss, y, X.shape[0], self.n_outputs,
+                                                   self.dtype, name_y)
+        else:
+            labels, targets, code = prepare_targets(self.loss, y, X.shape[0], self.n_outputs,
+                                                    self.dtype, name_y)
+        return X, labels, targets, code
 
     def _forward_rows_cuda(self, d_X, training, update_stats, step):
         """Host copy of the output of a device forward pass over the device rows ``d_X``."""
@@ -273,7 +304,7 @@ class MLP:
         ``training=True`` uses batch statistics (and updates the running statistics) and dropout,
         like a training step; ``dropout_step`` replays the masks of that step.
         """
-        X = check_features(X, self.input_dim, self.dtype)
+        X = self._checked_features(X)
         if self.device == "cuda":
             return self._forward_cuda(X, training, dropout_step)
         if training:
@@ -287,7 +318,7 @@ class MLP:
         return out
 
     def _forward_cuda(self, X, training, dropout_step):
-        """:meth:`forward` on the device (X validated, on the host)."""
+        """:meth:`forward` on the device (X validated, on the host or the device)."""
         if training:
             self._check_training_batch(X.shape[0])
         step = self._next_dropout_step(dropout_step) if training else 0
@@ -304,9 +335,7 @@ class MLP:
         return out
 
     def _prepare(self, X, y, l1, l2):
-        X = check_features(X, self.input_dim, self.dtype)
-        labels, targets, code = prepare_targets(self.loss, y, X.shape[0], self.n_outputs,
-                                                self.dtype)
+        X, labels, targets, code = self._checked_inputs(X, y)
         l1 = check_real(l1, "l1", minimum=0.0)
         l2 = check_real(l2, "l2", minimum=0.0)
         return X, labels, targets, code, l1, l2
@@ -381,7 +410,7 @@ class MLP:
         return total / n, out
 
     def _loss_value_cuda(self, X, labels, targets, code, training, l1, l2, dropout_step):
-        """:meth:`loss_value` on the device (inputs validated, on the host)."""
+        """:meth:`loss_value` on the device (inputs validated, on the host or the device)."""
         from .kernels.cuda import network as cuda_net
         lay = self._layout
         if training:

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ._validation import as_numeric_array
+
 __all__ = ["NotFittedError", "Standardizer"]
 
 _STATE_KEYS = ("eps", "mean", "var")
@@ -44,11 +46,7 @@ def _check_2d_real(X, name: str) -> np.ndarray:
     structured dtypes raise ``TypeError``; wrong rank, zero samples, zero features and
     NaN/inf raise ``ValueError``.
     """
-    arr = np.asarray(X)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(
-            f"{name} must hold real numbers (bool, integer or float dtype); got dtype {arr.dtype}"
-        )
+    arr = as_numeric_array(X, name)
     if arr.ndim != 2:
         raise ValueError(
             f"{name} must be a 2-D array of shape (n_samples, n_features); "

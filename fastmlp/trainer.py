@@ -8,14 +8,13 @@ import warnings
 import numpy as np
 
 from . import __version__
-from ._validation import check_features, check_int, check_real
+from ._validation import check_int, check_real
 from .callbacks import Callback, EarlyStopping
 from .io import FileFormatError, atomic_save_npz, load_npz
 from ._layout import workspace_layout
 from .kernels.cpu.metrics import count_correct
 from .kernels.cpu.network import network_penalty
 from .kernels.cpu.train import train_epoch
-from .losses import prepare_targets
 from .model import MLP
 from .optimizers import OPTIMIZERS, Adam, Optimizer
 from .progress import epoch_progress
@@ -68,7 +67,9 @@ class Trainer:
     coefficients go up and scalars come back. The model and optimizer state are copied to the host
     when ``fit`` returns and, when there are early stopping or callbacks, after each epoch before
     they run, so they read current host arrays. Changes made to the model's host arrays during a
-    run (e.g. by a callback) reach the device at the next ``fit``.
+    run (e.g. by a callback) reach the device at the next ``fit``. Data given as GPU arrays
+    (``__cuda_array_interface__``: CuPy, PyTorch CUDA tensors) are checked on the device and used
+    in place, without a copy (``validation_split`` gathers its two parts on the device).
     """
 
     FILE_FORMAT = "fastmlp.checkpoint"
@@ -117,11 +118,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- data
     def _prepare(self, X, y, name_X="X", name_y="y"):
-        model = self.model
-        X = check_features(X, model.input_dim, model.dtype, name_X)
-        labels, targets, code = prepare_targets(model.loss, y, X.shape[0], model.n_outputs,
-                                                model.dtype, name_y)
-        return X, labels, targets, code
+        return self.model._checked_inputs(X, y, name_X, name_y)
 
     def _split(self, X, labels, targets, validation_split):
         fraction = check_real(validation_split, "validation_split")
@@ -134,6 +131,11 @@ class Trainer:
                              f"validation set for {n} samples")
         order = np.random.default_rng([self.seed, 1]).permutation(n)
         train, val = np.sort(order[n_val:]), np.sort(order[:n_val])
+
+        if not all(isinstance(a, np.ndarray) for a in (X, labels, targets)):  # GPU inputs
+            from ._device_inputs import take_rows
+            data = self.model._device_data(X, labels, targets)
+            return take_rows(*data, train), take_rows(*data, val)
 
         def pick(rows):
             return (X[rows], labels[rows] if labels.size else labels,

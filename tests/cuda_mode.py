@@ -96,3 +96,48 @@ def route_products_to_cublas(monkeypatch, gpu_config, gpu_cublas, backend="cubla
         monkeypatch.setattr(gpu_cublas, "cupy_status", lambda: (True, "host stand-in"))
     monkeypatch.setattr(gpu_config, "MATMUL", backend)
     return calls
+
+
+class HostMemoryGpuArray:
+    """Stands in for a CuPy array or a PyTorch CUDA tensor: exposes the memory of a NumPy array
+    through ``__cuda_array_interface__`` (version 3). The pointer is a host address, which is
+    device memory only on the CUDA simulator (and to code that never dereferences it)."""
+
+    def __init__(self, array):
+        self.array = array
+
+    @property
+    def __cuda_array_interface__(self):
+        a = self.array
+        return {"shape": a.shape, "typestr": a.dtype.str, "data": (a.ctypes.data, False),
+                "strides": None if a.flags.c_contiguous else a.strides, "version": 3,
+                "stream": None}
+
+
+class ForeignGpuArray:
+    """A foreign object exposing the ``__cuda_array_interface__`` of a numba.cuda device array
+    (which it keeps alive), as CuPy and PyTorch arrays do."""
+
+    def __init__(self, device_array):
+        self.device_array = device_array
+        self.__cuda_array_interface__ = device_array.__cuda_array_interface__
+
+
+def gpu_array(array, every_other_column=False):
+    """A GPU array holding ``array``'s values (or a non-contiguous view of its even columns), seen
+    only through ``__cuda_array_interface__``: on a GPU, a numba.cuda copy behind a foreign
+    object; on the simulator, ``array``'s own memory."""
+    columns = slice(None, None, 2 if every_other_column else 1)
+    if MODE == "gpu":
+        from numba import cuda
+        d = cuda.to_device(np.ascontiguousarray(array))
+        return ForeignGpuArray(d[:, columns] if every_other_column else d)
+    return HostMemoryGpuArray(array[:, columns] if every_other_column else array)
+
+
+def gpu_pointer(array):
+    """The device address of a GPU input or of a numba.cuda (or simulator) device array."""
+    interface = getattr(array, "__cuda_array_interface__", None)
+    if interface is not None:
+        return interface["data"][0]
+    return array._ary.ctypes.data  # simulator device array: a NumPy array inside

@@ -63,6 +63,7 @@ if IN_PROCESS:  # importing numba.cuda fixes this process's CUDA mode: only when
 
     from fastmlp.kernels.cuda import activations as gpu_act
     from fastmlp.kernels.cuda import batchnorm as gpu_bn
+    from fastmlp.kernels.cuda import checks as gpu_checks
     from fastmlp.kernels.cuda import config as gpu_config
     from fastmlp.kernels.cuda import cublas as gpu_cublas
     from fastmlp.kernels.cuda import dense as gpu_dense
@@ -877,6 +878,35 @@ def test_default_geometry_dense_layer(monkeypatch):
                                         1, True)
     for got, expected in zip(g, (dx, dW, db, dpre)):
         close(host(got), expected, np.float32)
+
+
+
+# ---------------------------------------------------------------- input checks
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_value_summary_and_row_sums_match_numpy(dtype):
+    """Non-finite count, finite min/max and the worst row-sum deviation over several blocks."""
+    rng = np.random.default_rng(50)
+    values = data(rng, (37, 5), dtype)
+    assert gpu_checks.value_summary(dev(values)) == (0, float(values.min()), float(values.max()))
+    sums = values.sum(axis=1, dtype=np.float64)
+    assert_allclose(gpu_checks.row_sum_deviation(dev(values)), np.abs(sums - 1).max(), rtol=1e-12)
+    values[3, 1], values[30, 4], values[11, 0] = np.nan, -np.inf, np.inf
+    finite = values[np.isfinite(values)]
+    assert gpu_checks.value_summary(dev(values)) == (3, float(finite.min()), float(finite.max()))
+    assert gpu_checks.value_summary(dev(np.full((3, 2), np.nan, dtype))) == (6, np.inf, -np.inf)
+
+
+@pytest.mark.parametrize("label_dtype", (np.int64, np.int32, np.uint8, np.bool_))
+def test_label_range_and_int64_copy(label_dtype):
+    rng = np.random.default_rng(51)
+    labels = rng.integers(0, 2 if label_dtype == np.bool_ else 200, 41).astype(label_dtype)
+    d = dev(labels)
+    assert gpu_checks.label_range(d) == (int(labels.min()), int(labels.max()))
+    copy = gpu_checks.to_int64(d)
+    assert copy.dtype == np.int64
+    assert_array_equal(host(copy), labels.astype(np.int64))
+    assert gpu_checks.label_range(dev(np.array([-5, 3, -7], np.int64))) == (-7, 3)
 
 
 collect_only_parent_tests(globals(), PARENT_PROCESS_TESTS)

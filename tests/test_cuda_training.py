@@ -17,7 +17,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
-from cuda_mode import (IN_PROCESS, MODE_REASON, collect_only_parent_tests,
+from cuda_mode import (IN_PROCESS, MODE_REASON, collect_only_parent_tests, gpu_array, gpu_pointer,
                        route_products_to_cublas, run_file_under_simulator, small_launch_geometry)
 
 THIS_FILE = Path(__file__).resolve()
@@ -249,6 +249,105 @@ def test_gpu_trained_model_loads_on_cpu(tmp_path):
     assert_allclose(again.forward(X), on_cpu.forward(X), **TOL)
     with pytest.raises(ValueError, match="device"):
         fm.MLP.load(path, device="tpu")
+
+
+# ---------------------------------------------------------------- GPU arrays as inputs
+
+def test_fit_on_gpu_arrays_matches_cpu():
+    """X, int32 labels and validation data given as GPU arrays (``__cuda_array_interface__``):
+    the same run as with NumPy inputs on the CPU, and the training features are used in place."""
+    X, y = _data()
+    Xv, yv = _data(n=7, seed=5)
+    cpu_model, _, cpu_history = _fit("cpu", fm.Adam(lr=0.01), validation_data=(Xv, yv))
+    model = _model("cuda")
+    trainer = fm.Trainer(model, fm.Adam(lr=0.01), batch_size=8, epochs=2, l2=0.01, clip_norm=5.0,
+                         progress=False)
+    d_X = gpu_array(X)
+    pointers = []
+
+    class Watch(fm.Callback):
+        def on_epoch_end(self, epoch, metrics):
+            pointers.append(gpu_pointer(trainer._cuda_state["data"][0]))
+
+    trainer.callbacks = [Watch()]
+    history = trainer.fit(d_X, gpu_array(y.astype(np.int32)),
+                          validation_data=(gpu_array(Xv), gpu_array(yv)))
+    assert pointers == [gpu_pointer(d_X)] * 2  # no copy of the training features
+    _assert_same_model(model, cpu_model)
+    _assert_same_history(history, cpu_history)
+
+
+def test_validation_split_of_gpu_arrays_matches_cpu():
+    """validation_split picks the same rows on the device (a gather) as on the host."""
+    X, y = _data()
+    cpu_model, _, cpu_history = _fit("cpu", fm.SGD(lr=0.05, momentum=0.9), validation_split=0.25)
+    model = _model("cuda")
+    trainer = fm.Trainer(model, fm.SGD(lr=0.05, momentum=0.9), batch_size=8, epochs=2, l2=0.01,
+                         clip_norm=5.0, progress=False)
+    history = trainer.fit(gpu_array(X), y, validation_split=0.25)  # mixed: labels on the host
+    _assert_same_model(model, cpu_model)
+    _assert_same_history(history, cpu_history)
+
+
+@pytest.mark.parametrize("loss", ("cross_entropy", "binary_cross_entropy", "mse"))
+def test_single_passes_on_gpu_arrays_match_host_inputs(loss):
+    """predict, predict_proba, evaluate, loss_value and loss_and_grad give the same on GPU
+    arrays as on NumPy arrays (probability rows and float targets too)."""
+    model = _model("cuda", loss)
+    X, labels = _data(n=9, seed=2)
+    y = (np.eye(N_OUT)[labels] * 0.8 + 0.2 / N_OUT if loss != "mse" else X[:, :N_OUT] * 0.5)
+    d_X, d_y = gpu_array(X), gpu_array(y)
+    assert_allclose(model.forward(d_X), model.forward(X), **TOL)
+    assert_array_equal(model.predict(d_X), model.predict(X))
+    if loss != "mse":
+        assert_allclose(model.predict_proba(d_X), model.predict_proba(X), **TOL)
+    assert_allclose(model.loss_value(d_X, d_y, l2=0.01), model.loss_value(X, y, l2=0.01), **TOL)
+    got_loss, got = model.loss_and_grad(d_X, d_y, training=False)
+    want_loss, want = model.loss_and_grad(X, y, training=False)
+    assert_allclose(got_loss, want_loss, **TOL)
+    for key in want:
+        assert_allclose(got[key], want[key], **TOL, err_msg=key)
+    trainer = fm.Trainer(model, fm.Adam(), progress=False)
+    got, want = trainer.evaluate(d_X, d_y), trainer.evaluate(X, y)
+    assert set(got) == set(want)
+    for key in want:
+        assert_allclose(got[key], want[key], **TOL, err_msg=key)
+
+
+def test_gpu_array_inputs_are_checked_on_the_device():
+    """The host rules and messages, for data that stays on the device."""
+    model = _model("cuda")
+    trainer = fm.Trainer(model, fm.Adam(), epochs=1, progress=False)
+    X, y = _data(n=10)
+    bad_X = X.copy()
+    bad_X[7, 2] = np.nan
+    cases = [
+        ((gpu_array(bad_X), y), ValueError, "X contains NaN or inf"),
+        ((gpu_array(X.astype(np.float32)), y), TypeError, "GPU array of float32 but the model "
+                                                          "computes in float64"),
+        ((gpu_array(np.repeat(X, 2, axis=1), every_other_column=True), y), ValueError,
+         "not C-contiguous"),
+        ((gpu_array(X[:, :4]), y), ValueError, "has 4 features but the model expects 6"),
+        ((gpu_array(X[0]), y), ValueError, "must be 2-D"),
+        ((X, gpu_array(np.where(np.arange(10) == 3, N_OUT, y))), ValueError, "must be < 3"),
+        ((X, gpu_array(np.where(np.arange(10) == 3, -1, y))), ValueError, "must be >= 0"),
+        ((X, gpu_array(y.astype(np.float64))), TypeError, "must be an integer array"),
+        ((X, gpu_array(y[:9])), ValueError, "different numbers of samples: 10 and 9"),
+        ((X, gpu_array(np.full((10, N_OUT), 0.5))), ValueError, "must sum to 1; a row is off by"),
+        ((X, gpu_array(np.full((10, N_OUT + 1), 0.25))), ValueError, "must have width 3"),
+    ]
+    for (features, targets), error, message in cases:
+        with pytest.raises(error, match=message):
+            trainer.fit(features, targets)
+    assert trainer.epoch == 0
+    bce = _model("cuda", loss="binary_cross_entropy")
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        bce.loss_value(X, gpu_array(np.full((10, N_OUT), 1.5)))
+    mse = _model("cuda", loss="mse")
+    targets = X[:, :N_OUT].copy()
+    targets[2, 1] = np.inf
+    with pytest.raises(ValueError, match="y contains NaN or inf"):
+        mse.loss_value(X, gpu_array(targets))
 
 
 # ---------------------------------------------------------------- single passes

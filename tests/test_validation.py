@@ -46,6 +46,26 @@ def test_sparse_X_is_a_type_error(clf):
         clf.forward(sparse.csr_matrix(X))
 
 
+class _GpuArray:
+    """Any object with ``__cuda_array_interface__`` (CuPy, PyTorch CUDA); never dereferenced."""
+    def __init__(self, shape, typestr="<f8"):
+        self.__cuda_array_interface__ = {"shape": shape, "typestr": typestr, "data": (0, False),
+                                         "strides": None, "version": 3}
+
+
+def test_gpu_arrays_given_to_a_cpu_model_are_a_type_error(clf):
+    """A CPU model (and host-only helpers) name the GPU array and say how to proceed, before
+    reading it."""
+    for call in (lambda: clf.predict(_GpuArray((6, 4))),
+                 lambda: clf.loss_value(X, _GpuArray((6,), "<i8")),
+                 lambda: fm.Trainer(clf, fm.Adam(), progress=False).fit(_GpuArray((6, 4)),
+                                                                        np.zeros(6, int))):
+        with pytest.raises(TypeError, match="is a GPU array .*device='cuda'"):
+            call()
+    with pytest.raises(TypeError, match="X is a GPU array .*host arrays"):
+        fm.Standardizer().fit(_GpuArray((6, 4)))
+
+
 @pytest.mark.parametrize("y,exc,match", [
     (np.array([0, 1, 2, 3, 0, 1]), ValueError, "< 3"),
     (np.array([0, 1, -1, 2, 0, 1]), ValueError, ">= 0"),
