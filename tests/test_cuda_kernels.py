@@ -536,6 +536,25 @@ def test_shared_memory_is_one_array_per_block_under_contention(monkeypatch):
         close(host(got), expected, np.float64)
 
 
+def test_device_functions_of_other_modules_see_the_fake_cuda_module_in_every_thread():
+    """The simulator swaps the ``cuda`` global of a device function's module for each call;
+    unpatched, it puts it back when a call returns, even while other threads of the block are
+    still inside a function of that module: those then read the real numba.cuda (an
+    AttributeError such as "module 'numba.cuda' has no attribute 'threadIdx'", now and then in
+    the reductions of ``_reduce``). Sleeping threads make that interleaving certain."""
+    if MODE != "simulator":
+        pytest.skip("an interleaving of the CUDA simulator's Python threads")
+    from simulator_device_function import thread_index_after
+
+    @cuda.jit
+    def kernel(out):
+        out[cuda.threadIdx.x] = thread_index_after(0.002 * (cuda.threadIdx.x % 3))
+
+    d_out = dev(np.full(6, -1, np.int64))
+    kernel[1, 6](d_out)
+    assert_array_equal(host(d_out), np.arange(6))
+
+
 # ---------------------------------------------------------------- random and dropout
 
 KEY_CASES = ((0, 0, 0), (7, 3, 12345), (2 ** 40 + 5, 17, 2 ** 33))
