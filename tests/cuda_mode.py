@@ -49,6 +49,23 @@ def small_launch_geometry(monkeypatch, gpu_config, gemm_tile):
     return lambda: sys.setswitchinterval(interval)
 
 
+def cuda_test_mode(request, monkeypatch, parent_tests, gemm_tile):
+    """Body of the autouse fixture of each CUDA test file (``yield from`` it): the tests named in
+    ``parent_tests`` run as they are; the others are skipped when CUDA does not run in this
+    process, and otherwise run with the small launch geometry (``gemm_tile`` the product tile)."""
+    if request.node.originalname in parent_tests:
+        yield
+        return
+    if not IN_PROCESS:
+        pytest.skip(f"CUDA unavailable in this process: {MODE_REASON}")
+    from fastmlp.kernels.cuda import config as gpu_config
+    restore = small_launch_geometry(monkeypatch, gpu_config, gemm_tile)
+    try:
+        yield
+    finally:
+        restore()
+
+
 def run_file_under_simulator(test_file, what):
     """Run ``test_file`` in a child pytest process with the simulator on; fail with its report."""
     if MODE != "subprocess":

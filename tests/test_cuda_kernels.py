@@ -32,8 +32,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from cuda_mode import (IN_PROCESS, MODE, MODE_REASON, collect_only_parent_tests,
-                       route_products_to_cublas, run_file_under_simulator, small_launch_geometry)
+from cuda_mode import (IN_PROCESS, MODE, collect_only_parent_tests, cuda_test_mode,
+                       route_products_to_cublas, run_file_under_simulator)
 from fastmlp.cuda_support import cuda_status, driver_gpu_count
 from fastmlp.kernels.cpu import activations as cpu_act
 from fastmlp.kernels.cpu import batchnorm as cpu_bn
@@ -107,16 +107,7 @@ SCALAR_TILE = (4, 4, 3, 1, 1)      # 4 × 4 threads, one output each, K slices o
 @pytest.fixture(autouse=True)
 def _cuda_mode(request, monkeypatch):
     """Skip kernel tests when CUDA does not run in this process; shrink the launch geometry."""
-    if request.node.originalname in PARENT_PROCESS_TESTS:
-        yield
-        return
-    if not IN_PROCESS:
-        pytest.skip(f"CUDA unavailable in this process: {MODE_REASON}")
-    restore = small_launch_geometry(monkeypatch, gpu_config, SMALL_TILE)
-    try:
-        yield
-    finally:
-        restore()
+    yield from cuda_test_mode(request, monkeypatch, PARENT_PROCESS_TESTS, SMALL_TILE)
 
 
 PARENT_PROCESS_TESTS = ("test_kernels_under_cuda_simulator",

@@ -18,8 +18,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
 from fastmlp._layout import build_layout, workspace_layout
-from cuda_mode import (IN_PROCESS, MODE_REASON, collect_only_parent_tests,
-                       run_file_under_simulator, small_launch_geometry)
+from cuda_mode import (IN_PROCESS, collect_only_parent_tests, cuda_test_mode,
+                       run_file_under_simulator)
 from fastmlp.kernels.cpu import losses as cpu_loss
 from fastmlp.kernels.cpu import network as cpu_net
 from fastmlp.kernels.cpu import train as cpu_train
@@ -37,7 +37,6 @@ pytestmark = [
 if IN_PROCESS:  # importing numba.cuda fixes this process's CUDA mode: only when it will be used
     from numba import cuda
 
-    from fastmlp.kernels.cuda import config as gpu_config
     from fastmlp.kernels.cuda import network as gpu_net
     from fastmlp.kernels.cuda import train as gpu_train
 
@@ -48,16 +47,7 @@ TOL = dict(rtol=1e-8, atol=1e-10)
 @pytest.fixture(autouse=True)
 def _cuda_mode(request, monkeypatch):
     """Skip when CUDA does not run in this process; shrink the launch geometry."""
-    if request.node.originalname in PARENT_PROCESS_TESTS:
-        yield
-        return
-    if not IN_PROCESS:
-        pytest.skip(f"CUDA unavailable in this process: {MODE_REASON}")
-    restore = small_launch_geometry(monkeypatch, gpu_config, (8, 4, 4, 4, 2))
-    try:
-        yield
-    finally:
-        restore()
+    yield from cuda_test_mode(request, monkeypatch, PARENT_PROCESS_TESTS, (8, 4, 4, 4, 2))
 
 
 def test_network_under_cuda_simulator():

@@ -17,8 +17,8 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
-from cuda_mode import (IN_PROCESS, MODE_REASON, collect_only_parent_tests, gpu_array, gpu_pointer,
-                       route_products_to_cublas, run_file_under_simulator, small_launch_geometry)
+from cuda_mode import (IN_PROCESS, collect_only_parent_tests, cuda_test_mode, gpu_array,
+                       gpu_pointer, route_products_to_cublas, run_file_under_simulator)
 
 THIS_FILE = Path(__file__).resolve()
 ROOT = THIS_FILE.parent.parent
@@ -41,16 +41,7 @@ TOL = dict(rtol=1e-8, atol=1e-8)
 @pytest.fixture(autouse=True)
 def _cuda_mode(request, monkeypatch):
     """Skip when CUDA does not run in this process; shrink the launch geometry."""
-    if request.node.originalname in PARENT_PROCESS_TESTS:
-        yield
-        return
-    if not IN_PROCESS:
-        pytest.skip(f"CUDA unavailable in this process: {MODE_REASON}")
-    restore = small_launch_geometry(monkeypatch, gpu_config, (8, 4, 4, 4, 2))
-    try:
-        yield
-    finally:
-        restore()
+    yield from cuda_test_mode(request, monkeypatch, PARENT_PROCESS_TESTS, (8, 4, 4, 4, 2))
 
 
 def test_training_under_cuda_simulator():
