@@ -37,6 +37,7 @@ pytestmark = [
 if IN_PROCESS:  # importing numba.cuda fixes this process's CUDA mode: only when it will be used
     from numba import cuda
 
+    from fastmlp.kernels.cuda import _views as gpu_views
     from fastmlp.kernels.cuda import network as gpu_net
     from fastmlp.kernels.cuda import train as gpu_train
 
@@ -187,6 +188,32 @@ def test_forward_loss_and_penalty_on_device(case):
                                   l1, l2, out=out, accumulate=True, partials=partials)
     assert result is None
     assert_allclose(out.copy_to_host()[0], 1.5 + loss, **TOL)
+
+
+def test_a_repeated_pass_reuses_its_views():
+    """The views of the flat device arrays that a pass launches on are made on the first pass
+    only (slicing a device array costs host time at every launch otherwise), and die with the
+    arrays they view."""
+    import gc
+    case = CASES[0]
+    _, _, code, l1, l2 = case
+    lay, params, buffers = _network(case)
+    X, labels, targets = _data(code, 8)
+    ws_off, size = workspace_layout(lay.layer_int, 8)
+    d_params, d_grads, d_ws = dev(params), dev(np.zeros_like(params)), dev(np.zeros(size))
+    args = (dev(X), dev(labels), dev(targets), code, d_params, d_grads, dev(buffers),
+            lay.layer_int, lay.layer_float, ws_off, d_ws, True, True, 7, 0, l1, l2)
+    first = gpu_net.network_loss_and_grad(*args)
+    counts = [len(gpu_views._views[id(a)]) for a in (d_params, d_grads, d_ws)]
+    assert min(counts) >= 2
+    views = gpu_net.network_output(d_ws, ws_off, lay.layer_int, 8, True)
+    assert_allclose(gpu_net.network_loss_and_grad(*args), first, **TOL)
+    assert [len(gpu_views._views[id(a)]) for a in (d_params, d_grads, d_ws)] == counts
+    assert gpu_net.network_output(d_ws, ws_off, lay.layer_int, 8, True) is views
+    tracked = len(gpu_views._views)
+    del args, d_params, d_grads, d_ws, views
+    gc.collect()
+    assert len(gpu_views._views) <= tracked - 3
 
 
 # ---------------------------------------------------------------- one epoch

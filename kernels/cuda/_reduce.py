@@ -18,6 +18,7 @@ from numba import cuda, float64, int64
 from . import config
 from .config import MAX_THREADS
 from ._simulator import install as _install_simulator_fix
+from ._views import prefix
 
 _install_simulator_fix()  # thread-safe cuda.shared.array on the CUDA simulator
 
@@ -138,7 +139,7 @@ def partials_for(partials, blocks, dtype):
         return cuda.device_array(blocks, dtype=dtype)
     if partials.shape[0] < blocks:
         raise ValueError(f"partials holds {partials.shape[0]} entries; {blocks} blocks need more")
-    return partials[:blocks]
+    return prefix(partials, blocks)
 
 
 def finish_sum(out, partials, divisor, accumulate, stream):

@@ -29,6 +29,7 @@ from ..cpu.network import (F_ALPHA, F_BN_EPS, F_BN_MOMENTUM, F_DROP_P, L_ACT, L_
                            N_LAYER_FLOAT, N_LAYER_INT, N_WS, W_ACT, W_DOUT, W_DPRE, W_INVSTD,
                            W_MASK, W_MEAN, W_OUT, W_PRE, W_XHAT)
 from ..cpu.random import stream_key
+from . import _views
 from . import losses as _losses
 from . import penalties as _penalties
 from ._reduce import finish_sum, partials_for
@@ -46,15 +47,8 @@ __all__ = ["N_LAYER_INT", "N_LAYER_FLOAT", "N_WS", "partials_size", "network_for
            "network_loss_and_grad"]
 
 
-def _mat(flat, offset, rows, cols):
-    """(rows, cols) view of the device array ``flat`` from ``offset``."""
-    offset, rows, cols = int(offset), int(rows), int(cols)
-    return flat[offset:offset + rows * cols].reshape((rows, cols))
-
-
-def _vec(flat, offset, size):
-    offset = int(offset)
-    return flat[offset:offset + int(size)]
+_mat = _views.matrix  # (rows, cols) view of a flat device array from an offset, made once
+_vec = _views.vector
 
 
 def _sizes(layer_int, l):

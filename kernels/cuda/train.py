@@ -31,6 +31,7 @@ from numba import cuda
 
 from . import config
 from ._reduce import block_sum_f64
+from ._views import prefix
 from .metrics import count_correct
 from .network import network_backward, network_loss, network_output, partials_size
 from .optimizers import ADAGRAD, ADAM, RMSPROP, SGD, _adagrad, _adam, _rmsprop, _rprop, _sgd
@@ -104,10 +105,13 @@ def clip_kernel(grads, scale, status, k):
 
 
 @cuda.jit(**config.CUDA_JIT)
-def gated_optimizer_update_kernel(code, param, grad, s0, s1, s2, c, flag, init_buffer, status, k):
-    """``optimizers.optimizer_update_kernel`` for step k, skipped once a step ≤ k has failed."""
+def gated_optimizer_update_kernel(code, param, grad, s0, s1, s2, coefficients, flag, init_buffer,
+                                  status, k):
+    """``optimizers.optimizer_update_kernel`` for step k with the coefficients of row k, skipped
+    once a step ≤ k has failed."""
     if status[0] <= k:
         return
+    c = coefficients[k]
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
         if code == SGD:
             _sgd(param, grad, s0, i, c[0], c[1], c[2], c[3], flag, init_buffer)
@@ -183,9 +187,9 @@ def train_epoch(X, labels, targets, loss_code, order, bounds, Xb, lb, tb, params
         if saved is not None:
             save_buffers_kernel[_grid(buffers.shape[0])[0], tpb, stream](saved, buffers, status, k)
         gather_batch(Xb, lb, tb, X, labels, targets, order, start, stop, stream=stream)
-        xb = Xb[:m]
-        lbm = lb[:m] if lb.shape[0] else lb
-        tbm = tb[:m] if tb.shape[0] else tb
+        xb = prefix(Xb, m)
+        lbm = prefix(lb, m) if lb.shape[0] else lb
+        tbm = prefix(tb, m) if tb.shape[0] else tb
         network_loss(xb, lbm, tbm, loss_code, params, buffers, layer_int, layer_float, ws_off, ws,
                      True, True, seed, first_step + k, l1, l2, out=loss, partials=partials,
                      stream=stream)
@@ -200,7 +204,7 @@ def train_epoch(X, labels, targets, loss_code, order, bounds, Xb, lb, tb, params
         if clip_norm > 0.0:
             clip_kernel[update_blocks, tpb, stream](grads, scale, status, k)
         gated_optimizer_update_kernel[update_blocks, tpb, stream](
-            int(opt_code), params, grads, s0, s1, s2, coefficients[k], bool(opt_flag),
+            int(opt_code), params, grads, s0, s1, s2, coefficients, bool(opt_flag),
             bool(opt_init and k == 0), status, k)
         counted.append(counted_k)
     done = int(status.copy_to_host(stream=stream)[0])
