@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import sys
 import time
 import traceback
@@ -76,7 +77,7 @@ from .kernels.cpu.train import apply_update, local_gradient
 from .trainer import Trainer
 
 __all__ = ["DistributedTrainer", "Communicator", "DistributedError", "DistributedTimeoutError",
-           "local_size", "default_threads"]
+           "local_size", "default_threads", "find_mpiexec"]
 
 _FLAT_KEY = "params"
 # Seconds between printing the reason for an abort and MPI_Abort: the launcher forwards a rank's
@@ -436,3 +437,10 @@ class DistributedTrainer(Trainer):
 def default_threads(comm=None):
     """BLAS/Numba threads per rank that share this machine's cores among its ranks."""
     return max(1, (os.cpu_count() or 1) // local_size(comm))
+
+
+def find_mpiexec():
+    """Path of the ``mpiexec`` launcher, or None: first beside this Python interpreter (where the
+    MPICH wheel of ``pip install "fastmlp[mpi]"`` puts it), then on PATH."""
+    folders = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    return shutil.which("mpiexec", path=folders)

@@ -15,7 +15,6 @@ Needs ``pip install "fastmlp[mpi]"`` (mpi4py and the MPICH wheel, which brings `
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -60,8 +59,8 @@ def worker(args):
 
 
 def mpiexec():
-    bindir = os.path.dirname(sys.executable)
-    path = shutil.which("mpiexec", path=bindir + os.pathsep + os.environ.get("PATH", ""))
+    from fastmlp.mpi import find_mpiexec
+    path = find_mpiexec()
     if path is None:
         sys.exit('mpiexec not found: pip install "fastmlp[mpi]"')
     return path

@@ -3,7 +3,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,8 +18,8 @@ JOB_LIMIT = 240
 
 
 def mpiexec():
-    bindir = os.path.dirname(sys.executable)
-    path = shutil.which("mpiexec", path=bindir + os.pathsep + os.environ.get("PATH", ""))
+    from fastmlp.mpi import find_mpiexec
+    path = find_mpiexec()
     assert path, 'mpiexec not found: pip install "fastmlp[mpi]" (mpi4py and the mpich wheel)'
     return path
 
