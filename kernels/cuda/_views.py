@@ -3,17 +3,18 @@
 Slicing a numba.cuda device array is host-side Python work (bounds, strides, a new array object
 and a CUDA context check). On this project's 2-core machine it takes about 13 µs for a slice and
 26–44 µs for a slice and reshape (a cached view: about 0.5 µs), and a training step of a 3-layer
-network asks for 43 views (33 matrices: weights and workspace columns; 6 vectors; 4 batch and
-scratch prefixes): about 1–1.6 ms of host time per step, several times a small step's GPU time.
+network asks for 48 views (33 matrices: weights and workspace columns; 6 vectors; 5 rows; 4 batch
+and scratch prefixes): about 1–1.7 ms of host time per step, several times a small step's GPU
+time.
 The views a step needs are the same at every step, so
-:func:`matrix`, :func:`vector` and :func:`prefix` make each one once and keep it as long as the
+:func:`matrix`, :func:`vector`, :func:`prefix` and :func:`row` make each one once and keep it as long as the
 array it views lives (a weak reference to that array; the cached views refer to its memory, not to
 the array object).
 """
 
 import weakref
 
-__all__ = ["matrix", "vector", "prefix"]
+__all__ = ["matrix", "vector", "prefix", "row"]
 
 _views = {}  # id(device array) -> {key: view}; the entry is dropped when that array dies
 
@@ -46,3 +47,9 @@ def prefix(array, rows):
     """array[:rows] (the first ``rows`` rows of a device array of any rank)."""
     rows = int(rows)
     return _cached(array, ("prefix", rows), lambda: array[:rows])
+
+
+def row(array, i):
+    """array[i] (row i of a 2-D device array, a 1-D view)."""
+    i = int(i)
+    return _cached(array, ("row", i), lambda: array[i])

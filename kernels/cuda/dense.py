@@ -35,7 +35,7 @@ import functools
 import numpy as np
 from numba import cuda
 
-from . import config, cublas
+from . import _views, config, cublas
 from ._reduce import column_block_sum_f64
 from .activations import (MAXOUT, activation_backward, activation_derivative, activation_value,
                           maxout_backward, maxout_forward)
@@ -167,7 +167,7 @@ def gemm(c, a, b, trans_a=False, trans_b=False, bias=None, out=None, code=0, alp
         return
     if bias is None:
         epilogue = EPILOGUE_STORE
-        bias = c[0]
+        bias = _views.row(c, 0)  # unread: any 1-D array of the dtype
     else:
         epilogue = EPILOGUE_BIAS if out is None else EPILOGUE_BIAS_ACTIVATION
     if out is None:
