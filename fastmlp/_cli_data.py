@@ -30,16 +30,21 @@ class Data:
         self.notes = []
 
 
+def _hold_out(X, y, n_held, rng_key, problem):
+    """(X, y) without and with ``n_held`` rows drawn by ``default_rng(rng_key)``, each in the
+    original row order; CLIError "``problem`` out of n" when either part would be empty."""
+    n = X.shape[0]
+    if n_held < 1 or n - n_held < 1:
+        raise CLIError(f"{problem} out of {n}")
+    order = np.random.default_rng(rng_key).permutation(n)
+    held, kept = np.sort(order[:n_held]), np.sort(order[n_held:])
+    return X[kept], y[kept], X[held], y[held]
+
+
 def _split(X, y, test_size, seed, what):
     """Seeded random train/test split; ``test_size`` is a fraction in (0, 1)."""
-    n = X.shape[0]
-    n_test = int(math.ceil(test_size * n))
-    if n_test < 1 or n - n_test < 1:
-        raise CLIError(f"{what}: --test-size {test_size:g} leaves no training or no test samples "
-                       f"out of {n}")
-    order = np.random.default_rng([seed, 2]).permutation(n)
-    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
-    return X[train], y[train], X[test], y[test]
+    return _hold_out(X, y, int(math.ceil(test_size * X.shape[0])), [seed, 2],
+                     f"{what}: --test-size {test_size:g} leaves no training or no test samples")
 
 
 def _check_xy(X, y, what, x_name="X", y_name="y"):
@@ -293,14 +298,9 @@ def validation_fraction(args):
 
 
 def _validation_split(X, y, fraction, seed):
-    n = X.shape[0]
-    n_val = int(round(n * fraction))
-    if n_val < 1 or n - n_val < 1:
-        raise CLIError(f"--validation-split {fraction:g} leaves no training or no validation "
-                       f"samples out of {n}")
-    order = np.random.default_rng([seed, 3]).permutation(n)
-    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return X[train], y[train], X[val], y[val]
+    return _hold_out(X, y, int(round(X.shape[0] * fraction)), [seed, 3],
+                     f"--validation-split {fraction:g} leaves no training or no validation "
+                     f"samples")
 
 
 def prepare_splits(args, data, validation):

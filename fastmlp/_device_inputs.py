@@ -25,7 +25,7 @@ import numpy as np
 
 from .cuda_support import simulator_enabled
 from .kernels.cpu import losses as kl
-from .losses import LABEL_LOSSES, PROBABILITY_ROW_TOLERANCE
+from .losses import LABELS, PROBABILITIES, PROBABILITY_ROW_TOLERANCE, target_kind
 
 __all__ = ["is_device_input", "reject_device_input", "device_features", "device_targets",
            "take_rows"]
@@ -142,56 +142,31 @@ def _device_labels(d, n_classes, name):
 
 
 def device_targets(loss, y, n_samples, n_outputs, dtype, name="y"):
-    """(labels, targets, loss code) from the GPU array ``y``, checked like
-    ``losses.prepare_targets``; the used one is a device array, the unused one an empty host
-    array."""
+    """(labels, targets, loss code) from the GPU array ``y``, read as ``losses.target_kind``
+    says and checked like ``losses.prepare_targets``; the used one is a device array, the unused
+    one an empty host array."""
     d = as_device_array(y, name)
-    if d.ndim == 0:
-        raise ValueError(f"{name} must be an array of targets, one per sample; got a scalar")
-    if d.shape[0] != n_samples:
-        raise ValueError(f"X and {name} have different numbers of samples: {n_samples} and "
-                         f"{d.shape[0]}")
-    empty_targets = np.zeros((0, n_outputs), dtype=dtype)
-    if loss in LABEL_LOSSES:
-        if d.ndim == 2 and d.shape[1] == 1 and n_outputs != 1:
-            d = d.reshape(d.shape[0]) if d.is_c_contiguous() else d[:, 0]
-        if d.ndim == 1:
-            code = kl.CROSS_ENTROPY if loss == "cross_entropy" else kl.HINGE
-            return _device_labels(d, n_outputs, name), empty_targets, code
-        if loss == "hinge" or d.ndim != 2:
-            raise ValueError(f"{name} for {loss} must be class indices of shape (n,)"
-                             f"{' or probability rows (n, C)' if loss == 'cross_entropy' else ''}; "
-                             f"got shape {tuple(d.shape)}")
-        if d.shape[1] != n_outputs:
-            raise ValueError(f"{name} as probability rows must have width {n_outputs} (the "
-                             f"number of network outputs); got shape {tuple(d.shape)}")
-        _check_float(d, dtype, name)
-        lo, _ = _summary(d, name)
-        if d.shape[0] and lo < 0:
+    kind, code, shape = target_kind(loss, d.shape, n_samples, n_outputs, name)
+    if kind == LABELS:
+        if d.ndim == 2:  # a (n, 1) column
+            d = d.reshape(shape) if d.is_c_contiguous() else d[:, 0]
+        return _device_labels(d, n_outputs, name), np.zeros((0, n_outputs), dtype=dtype), code
+    _check_float(d, dtype, name)
+    if d.ndim == 1:  # (n,) for one output
+        d = d.reshape(shape)
+    lo, hi = _summary(d, name)
+    if kind == PROBABILITIES:
+        if lo < 0:
             raise ValueError(f"{name} as probability rows must be non-negative; got {lo}")
         from .kernels.cuda.checks import row_sum_deviation
         worst = row_sum_deviation(d)
         if worst > PROBABILITY_ROW_TOLERANCE:
             raise ValueError(f"{name} as probability rows must sum to 1; a row is off by "
                              f"{worst:.6g}")
-        return _EMPTY_LABELS, d, kl.CROSS_ENTROPY_PROBS
-    if d.ndim == 1:
-        if n_outputs != 1:
-            raise ValueError(f"{name} for {loss} with {n_outputs} outputs must have shape "
-                             f"(n, {n_outputs}); got {tuple(d.shape)}")
-        _check_float(d, dtype, name)
-        d = d.reshape((d.shape[0], 1))
-    if d.ndim != 2 or d.shape[1] != n_outputs:
-        raise ValueError(f"{name} for {loss} must have shape (n, {n_outputs})"
-                         f"{' or (n,)' if n_outputs == 1 else ''}; got {tuple(d.shape)}")
-    _check_float(d, dtype, name)
-    lo, hi = _summary(d, name)
-    if loss == "binary_cross_entropy":
-        if d.shape[0] and (lo < 0 or hi > 1):
-            raise ValueError(f"{name} for binary_cross_entropy must lie in [0, 1]; got values in "
-                             f"[{lo}, {hi}]")
-        return _EMPTY_LABELS, d, kl.BINARY_CROSS_ENTROPY
-    return _EMPTY_LABELS, d, kl.MSE
+    elif code == kl.BINARY_CROSS_ENTROPY and (lo < 0 or hi > 1):
+        raise ValueError(f"{name} for binary_cross_entropy must lie in [0, 1]; got values in "
+                         f"[{lo}, {hi}]")
+    return _EMPTY_LABELS, d, code
 
 
 def take_rows(d_X, d_labels, d_targets, rows):

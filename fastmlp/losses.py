@@ -45,11 +45,8 @@ def _check_labels(y, n_classes, name):
     return writable_contiguous(y, np.int64)
 
 
-def _check_probability_rows(y, n_classes, name):
+def _check_probability_rows(y, name):
     check_finite(y, name)
-    if y.shape[1] != n_classes:
-        raise ValueError(f"{name} as probability rows must have width {n_classes} (the number of "
-                         f"network outputs); got shape {y.shape}")
     if y.size and y.min() < 0:
         raise ValueError(f"{name} as probability rows must be non-negative; got {y.min()}")
     sums = y.sum(axis=1, dtype=np.float64)
@@ -59,16 +56,42 @@ def _check_probability_rows(y, n_classes, name):
                          f"to {sums[bad][0]:.6g}")
 
 
-def _as_columns(y, n_outputs, name, loss):
-    if y.ndim == 1:
+LABELS, PROBABILITIES, VALUES = "labels", "probabilities", "values"
+
+
+def target_kind(loss, shape, n_samples, n_outputs, name="y"):
+    """How targets of this ``shape`` are read for ``loss``, decided from the shape alone (for host
+    and GPU arrays alike): (kind, kernel loss code, the shape to view them as), kind being
+    ``LABELS`` (class indices, (n,)), ``PROBABILITIES`` (rows, (n, C)) or ``VALUES`` ((n, C)).
+    Raises ValueError naming ``name`` for a shape that fits none."""
+    shape = tuple(int(s) for s in shape)
+    if not shape:
+        raise ValueError(f"{name} must be an array of targets, one per sample; got a scalar")
+    if shape[0] != n_samples:
+        raise ValueError(f"X and {name} have different numbers of samples: {n_samples} and "
+                         f"{shape[0]}")
+    if loss in LABEL_LOSSES:
+        if len(shape) == 2 and shape[1] == 1 and n_outputs != 1:
+            shape = shape[:1]
+        if len(shape) == 1:
+            return LABELS, kl.CROSS_ENTROPY if loss == "cross_entropy" else kl.HINGE, shape
+        if loss == "hinge" or len(shape) != 2:
+            raise ValueError(f"{name} for {loss} must be class indices of shape (n,)"
+                             f"{' or probability rows (n, C)' if loss == 'cross_entropy' else ''}; "
+                             f"got shape {shape}")
+        if shape[1] != n_outputs:
+            raise ValueError(f"{name} as probability rows must have width {n_outputs} (the "
+                             f"number of network outputs); got shape {shape}")
+        return PROBABILITIES, kl.CROSS_ENTROPY_PROBS, shape
+    if len(shape) == 1:
         if n_outputs != 1:
             raise ValueError(f"{name} for {loss} with {n_outputs} outputs must have shape "
-                             f"(n, {n_outputs}); got {y.shape}")
-        return y.reshape(-1, 1)
-    if y.ndim != 2 or y.shape[1] != n_outputs:
+                             f"(n, {n_outputs}); got {shape}")
+        shape = (shape[0], 1)
+    if len(shape) != 2 or shape[1] != n_outputs:
         raise ValueError(f"{name} for {loss} must have shape (n, {n_outputs})"
-                         f"{' or (n,)' if n_outputs == 1 else ''}; got {y.shape}")
-    return y
+                         f"{' or (n,)' if n_outputs == 1 else ''}; got {shape}")
+    return VALUES, kl.BINARY_CROSS_ENTROPY if loss == "binary_cross_entropy" else kl.MSE, shape
 
 
 def prepare_targets(loss, y, n_samples, n_outputs, dtype, name="y"):
@@ -77,31 +100,16 @@ def prepare_targets(loss, y, n_samples, n_outputs, dtype, name="y"):
     The unused one of labels/targets is an empty array. Raises TypeError/ValueError naming ``name``.
     """
     arr = as_numeric_array(y, name)
-    if arr.ndim == 0:
-        raise ValueError(f"{name} must be an array of targets, one per sample; got a scalar")
-    if arr.shape[0] != n_samples:
-        raise ValueError(f"X and {name} have different numbers of samples: {n_samples} and "
-                         f"{arr.shape[0]}")
+    kind, code, shape = target_kind(loss, arr.shape, n_samples, n_outputs, name)
+    arr = arr.reshape(shape)
     empty_targets = np.zeros((0, n_outputs), dtype=dtype)
-    if loss in LABEL_LOSSES:
-        if arr.ndim == 2 and arr.shape[1] == 1 and n_outputs != 1:
-            arr = arr[:, 0]
-        if arr.ndim == 1:
-            code = kl.CROSS_ENTROPY if loss == "cross_entropy" else kl.HINGE
-            return _check_labels(arr, n_outputs, name), empty_targets, code
-        if loss == "hinge" or arr.ndim != 2:
-            raise ValueError(f"{name} for {loss} must be class indices of shape (n,)"
-                             f"{' or probability rows (n, C)' if loss == 'cross_entropy' else ''}; "
-                             f"got shape {arr.shape}")
-        _check_probability_rows(arr, n_outputs, name)
-        return _EMPTY_LABELS, cast_finite(arr, dtype, name), kl.CROSS_ENTROPY_PROBS
-    arr = _as_columns(arr, n_outputs, name, loss)
+    if kind == LABELS:
+        return _check_labels(arr, n_outputs, name), empty_targets, code
+    if kind == PROBABILITIES:
+        _check_probability_rows(arr, name)
+        return _EMPTY_LABELS, cast_finite(arr, dtype, name), code
     check_finite(arr, name)
-    if loss == "binary_cross_entropy":
-        if arr.size and (arr.min() < 0 or arr.max() > 1):
-            raise ValueError(f"{name} for binary_cross_entropy must lie in [0, 1]; got values in "
-                             f"[{arr.min()}, {arr.max()}]")
-        code = kl.BINARY_CROSS_ENTROPY
-    else:
-        code = kl.MSE
+    if code == kl.BINARY_CROSS_ENTROPY and arr.size and (arr.min() < 0 or arr.max() > 1):
+        raise ValueError(f"{name} for binary_cross_entropy must lie in [0, 1]; got values in "
+                         f"[{arr.min()}, {arr.max()}]")
     return _EMPTY_LABELS, cast_finite(arr, dtype, name), code

@@ -176,6 +176,20 @@ def test_csv_with_target_column(tmp_path, capsys):
     assert doc["metrics"]["test_accuracy"] > 0.9
 
 
+@pytest.mark.parametrize("option,message", [
+    (["--test-size", 0.9], "--test-size 0.9 leaves no training or no test samples out of 3"),
+    (["--test-size", 0.3, "--validation-split", 0.2],
+     "--validation-split 0.2 leaves no training or no validation samples out of 2"),
+])
+def test_splits_that_leave_a_part_empty_are_usage_errors(tmp_path, capsys, option, message):
+    rows = [[0.0, 1.0, 0], [1.0, 0.0, 1], [0.5, 0.5, 0]]
+    path = write_csv(tmp_path / "tiny.csv", ["a", "b", "class"], rows)
+    code, _, err = run(["train", "--dataset", path, "--target", "class", *option,
+                        "--output", tmp_path / "out"], capsys)
+    assert code == 2
+    assert message in err
+
+
 def test_csv_target_in_the_middle_and_regression(tmp_path, capsys):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(150, 3))
