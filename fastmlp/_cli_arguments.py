@@ -244,6 +244,11 @@ def build_parser(train_handler):
     model.add_argument(
         "--device", default="cpu", choices=("cpu", "cuda"),
         help="where to train (default: cpu)")
+    model.add_argument(
+        "--cuda-matmul", default="numba", choices=("numba", "cublas", "auto"),
+        help="with --device cuda, who computes the matrix products: fastmlp's numba.cuda kernel, "
+             "cuBLAS through CuPy (the cublas extra), or auto (cuBLAS for large products when "
+             "CuPy is installed) (default: numba)")
 
     training = train.add_argument_group("training")
     training.add_argument(

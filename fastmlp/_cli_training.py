@@ -15,8 +15,13 @@ def build_model(args, n_features, n_outputs):
     layers = [fm.Dense(units, activation=args.activation, batchnorm=args.batchnorm,
                        dropout=args.dropout) for units in hidden]
     layers.append(fm.Dense(n_outputs))
-    return fm.MLP(n_features, layers, loss=args.loss, dtype=args.dtype, device=args.device,
-                  seed=args.seed)
+    model = fm.MLP(n_features, layers, loss=args.loss, dtype=args.dtype, device=args.device,
+                   seed=args.seed)
+    if args.device == "cuda":
+        fm.set_cuda_matmul(args.cuda_matmul)
+    elif args.cuda_matmul != "numba":
+        raise CLIError("--cuda-matmul applies to --device cuda")
+    return model
 
 
 def build_optimizer(args):

@@ -20,7 +20,8 @@ TRAIN_OPTIONS = (
     "--dataset", "--target", "--test-size", "--validation-split", "--standardize",
     "--no-standardize", "--hidden", "--activation", "--loss", "--optimizer", "--lr", "--momentum",
     "--batch-size", "--epochs", "--batchnorm", "--no-batchnorm", "--dropout", "--l1", "--l2",
-    "--early-stopping", "--schedule", "--clip-norm", "--seed", "--dtype", "--device", "--output",
+    "--early-stopping", "--schedule", "--clip-norm", "--seed", "--dtype", "--device",
+    "--cuda-matmul", "--output",
     "--no-progress", "--quiet", "--threads",
 )
 
@@ -358,6 +359,8 @@ def _bad_cases(tmp_path, small_csv):
         "bad --hidden": (["--hidden", "64,abc"], "invalid hidden sizes"),
         "zero --hidden": (["--hidden", "0"], "must be positive"),
         "cuda": (["--device", "cuda"], "cuda"),
+        "cuda matmul on the cpu": (["--cuda-matmul", "cublas"],
+                                   "--cuda-matmul applies to --device cuda"),
         "momentum with adam": (["--momentum", "0.9"], "--momentum applies to sgd and rmsprop"),
         "bad dropout": (["--dropout", "1.5"], "--dropout"),
         "target for digits": (["--target", "label"], "--target applies to .csv"),
@@ -369,6 +372,7 @@ def _bad_cases(tmp_path, small_csv):
 BAD_CASE_NAMES = ["missing target column", "no --target for csv", "non-numeric column",
                   "missing value", "no header", "unknown dataset path", "unknown dataset name",
                   "npz without X and y", "broken npz", "bad --hidden", "zero --hidden", "cuda",
+                  "cuda matmul on the cpu",
                   "momentum with adam", "bad dropout", "target for digits",
                   "early stopping without validation"]
 
