@@ -20,7 +20,7 @@ from .config import MAX_THREADS
 from ._simulator import install as _install_simulator_fix
 from ._views import prefix
 
-_install_simulator_fix()  # thread-safe cuda.shared.array on the CUDA simulator
+_install_simulator_fix()  # thread-safe shared arrays and module swap on the CUDA simulator
 
 
 @cuda.jit(device=True)
