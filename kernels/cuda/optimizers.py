@@ -193,22 +193,28 @@ def rprop_update_kernel(param, grad, prev, step_size, eta_minus, eta_plus, step_
         _rprop(param, grad, prev, step_size, i, eta_minus, eta_plus, step_size_min, step_size_max)
 
 
+@cuda.jit(device=True)
+def update_element(code, param, grad, s0, s1, s2, i, c, flag, init_buffer):
+    """Element i of one update by the rule ``code``, its scalars read from the device row c."""
+    if code == SGD:
+        _sgd(param, grad, s0, i, c[0], c[1], c[2], c[3], flag, init_buffer)
+    elif code == ADAGRAD:
+        _adagrad(param, grad, s0, i, c[0], c[1], c[2])
+    elif code == RMSPROP:
+        _rmsprop(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], flag)
+    elif code == ADAM:
+        _adam(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+              c[8], flag)
+    else:
+        _rprop(param, grad, s0, s1, i, c[0], c[1], c[2], c[3])
+
+
 @cuda.jit(**config.CUDA_JIT)
 def optimizer_update_kernel(code, param, grad, s0, s1, s2, c, flag, init_buffer):
     """One update by the rule ``code``; scalars read from the device row c (see the module doc)."""
     start, step = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, param.shape[0], step):
-        if code == SGD:
-            _sgd(param, grad, s0, i, c[0], c[1], c[2], c[3], flag, init_buffer)
-        elif code == ADAGRAD:
-            _adagrad(param, grad, s0, i, c[0], c[1], c[2])
-        elif code == RMSPROP:
-            _rmsprop(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], flag)
-        elif code == ADAM:
-            _adam(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-                  c[8], flag)
-        else:
-            _rprop(param, grad, s0, s1, i, c[0], c[1], c[2], c[3])
+        update_element(code, param, grad, s0, s1, s2, i, c, flag, init_buffer)
 
 
 def _check_length(n, state, needed):

@@ -34,7 +34,7 @@ from ._reduce import block_sum_f64
 from ._views import prefix
 from .metrics import count_correct
 from .network import network_backward, network_loss, network_output, partials_size
-from .optimizers import ADAGRAD, ADAM, RMSPROP, SGD, _adagrad, _adam, _rmsprop, _rprop, _sgd
+from .optimizers import update_element
 
 __all__ = ["gather_batch", "train_epoch"]
 
@@ -113,17 +113,7 @@ def gated_optimizer_update_kernel(code, param, grad, s0, s1, s2, coefficients, f
         return
     c = coefficients[k]
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
-        if code == SGD:
-            _sgd(param, grad, s0, i, c[0], c[1], c[2], c[3], flag, init_buffer)
-        elif code == ADAGRAD:
-            _adagrad(param, grad, s0, i, c[0], c[1], c[2])
-        elif code == RMSPROP:
-            _rmsprop(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], flag)
-        elif code == ADAM:
-            _adam(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-                  c[8], flag)
-        else:
-            _rprop(param, grad, s0, s1, i, c[0], c[1], c[2], c[3])
+        update_element(code, param, grad, s0, s1, s2, i, c, flag, init_buffer)
 
 
 @cuda.jit(**config.CUDA_JIT)
