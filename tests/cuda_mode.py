@@ -30,6 +30,15 @@ def choose_mode():
 
 
 MODE, MODE_REASON = choose_mode()
+
+CUDA_TEST_MARKS = [
+    # SplitMix64 wraps modulo 2^64 by design; the simulator runs it with NumPy scalars, which warn.
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+    # Tiny test grids under-use a real GPU ("Grid size N will likely result in GPU
+    # under-utilization"); matched by message, as numba and numba-cuda define their own classes.
+    pytest.mark.filterwarnings("ignore:Grid size"),
+]
+"""The ``pytestmark`` of every CUDA test file."""
 IN_PROCESS = MODE in ("simulator", "gpu")
 
 

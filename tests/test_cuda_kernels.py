@@ -32,8 +32,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from cuda_mode import (IN_PROCESS, MODE, collect_only_parent_tests, cuda_test_mode,
-                       route_products_to_cublas, run_file_under_simulator)
+from cuda_mode import (CUDA_TEST_MARKS, IN_PROCESS, MODE, collect_only_parent_tests,
+                       cuda_test_mode, route_products_to_cublas, run_file_under_simulator)
 from fastmlp.cuda_support import cuda_status, driver_gpu_count
 from fastmlp.kernels.cpu import activations as cpu_act
 from fastmlp.kernels.cpu import batchnorm as cpu_bn
@@ -49,14 +49,7 @@ THIS_FILE = Path(__file__).resolve()
 ROOT = THIS_FILE.parent.parent
 
 
-
-pytestmark = [
-    # SplitMix64 wraps modulo 2^64 by design; the simulator runs it with NumPy scalars, which warn.
-    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
-    # Tiny test grids under-use a real GPU ("Grid size N will likely result in GPU
-    # under-utilization"); matched by message, as numba and numba-cuda define their own classes.
-    pytest.mark.filterwarnings("ignore:Grid size"),
-]
+pytestmark = CUDA_TEST_MARKS
 
 if IN_PROCESS:  # importing numba.cuda fixes this process's CUDA mode: only when it will be used
     from numba import cuda
@@ -864,7 +857,6 @@ def test_row_argmax_first_maximum(dtype):
     assert_array_equal(host(idx), np.argmax(z, axis=1))
 
 
-
 def test_default_geometry_dense_layer(monkeypatch):
     """The shipped launch geometry (large tiles, 256-thread blocks) on one small float32 layer."""
     for name in ("THREADS_PER_BLOCK", "REDUCE_COLS", "REDUCE_ROWS", "GEMM_TILE"):
@@ -888,7 +880,6 @@ def test_default_geometry_dense_layer(monkeypatch):
                                         1, True)
     for got, expected in zip(g, (dx, dW, db, dpre)):
         close(host(got), expected, np.float32)
-
 
 
 # ---------------------------------------------------------------- input checks

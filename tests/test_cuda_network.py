@@ -18,21 +18,16 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
 from fastmlp._layout import build_layout, workspace_layout
-from cuda_mode import (IN_PROCESS, collect_only_parent_tests, cuda_test_mode,
+from cuda_mode import (CUDA_TEST_MARKS, IN_PROCESS, collect_only_parent_tests, cuda_test_mode,
                        run_file_under_simulator)
 from fastmlp.kernels.cpu import losses as cpu_loss
 from fastmlp.kernels.cpu import network as cpu_net
 from fastmlp.kernels.cpu import train as cpu_train
 
 THIS_FILE = Path(__file__).resolve()
-ROOT = THIS_FILE.parent.parent
 
 
-
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
-    pytest.mark.filterwarnings("ignore:Grid size"),
-]
+pytestmark = CUDA_TEST_MARKS
 
 if IN_PROCESS:  # importing numba.cuda fixes this process's CUDA mode: only when it will be used
     from numba import cuda

@@ -17,18 +17,14 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
-from cuda_mode import (IN_PROCESS, collect_only_parent_tests, cuda_test_mode, gpu_array,
-                       gpu_pointer, route_products_to_cublas, run_file_under_simulator)
+from cuda_mode import (CUDA_TEST_MARKS, IN_PROCESS, collect_only_parent_tests, cuda_test_mode,
+                       gpu_array, gpu_pointer, route_products_to_cublas,
+                       run_file_under_simulator)
 
 THIS_FILE = Path(__file__).resolve()
-ROOT = THIS_FILE.parent.parent
 
 
-
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
-    pytest.mark.filterwarnings("ignore:Grid size"),
-]
+pytestmark = CUDA_TEST_MARKS
 
 if IN_PROCESS:  # importing numba.cuda fixes this process's CUDA mode: only when it will be used
     from fastmlp.kernels.cuda import config as gpu_config
