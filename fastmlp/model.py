@@ -175,15 +175,19 @@ class MLP:
     # ----------------------------------------------------------------- kernel plumbing
     def _workspace(self, batch_size):
         """(ws_off, ws) for ``batch_size`` rows, allocated once and reused (a few sizes kept)."""
-        entry = self._workspaces.get(batch_size)
+        return self._cached_workspace(self._workspaces, batch_size, np.zeros)
+
+    def _cached_workspace(self, cache, batch_size, zeros):
+        """(ws_off, zeros(size, dtype)) for ``batch_size`` rows from the OrderedDict ``cache``,
+        which keeps the _MAX_CACHED_WORKSPACES sizes used last."""
+        entry = cache.get(batch_size)
         if entry is None:
             ws_off, size = workspace_layout(self._layout.layer_int, batch_size)
-            entry = (ws_off, np.zeros(size, dtype=self.dtype))
-            self._workspaces[batch_size] = entry
-            while len(self._workspaces) > _MAX_CACHED_WORKSPACES:
-                self._workspaces.popitem(last=False)
+            entry = cache[batch_size] = (ws_off, zeros(size, dtype=self.dtype))
+            while len(cache) > _MAX_CACHED_WORKSPACES:
+                cache.popitem(last=False)
         else:
-            self._workspaces.move_to_end(batch_size)
+            cache.move_to_end(batch_size)
         return entry
 
     def _check_training_batch(self, n):
@@ -236,16 +240,8 @@ class MLP:
     def _device_workspace(self, batch_size):
         """(ws_off, device ws) for ``batch_size`` rows, cached like :meth:`_workspace`."""
         from numba import cuda
-        entry = self._d_workspaces.get(batch_size)
-        if entry is None:
-            ws_off, size = workspace_layout(self._layout.layer_int, batch_size)
-            entry = (ws_off, cuda.to_device(np.zeros(size, dtype=self.dtype)))
-            self._d_workspaces[batch_size] = entry
-            while len(self._d_workspaces) > _MAX_CACHED_WORKSPACES:
-                self._d_workspaces.popitem(last=False)
-        else:
-            self._d_workspaces.move_to_end(batch_size)
-        return entry
+        return self._cached_workspace(self._d_workspaces, batch_size,
+                                      lambda size, dtype: cuda.to_device(np.zeros(size, dtype)))
 
     def _device_data(self, X, labels=None, targets=None):
         """Validated X (and labels/targets) on the device: host arrays are copied up, device
