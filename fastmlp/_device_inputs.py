@@ -25,12 +25,11 @@ import numpy as np
 
 from .cuda_support import simulator_enabled
 from .kernels.cpu import losses as kl
-from .losses import LABELS, PROBABILITIES, PROBABILITY_ROW_TOLERANCE, target_kind
+from .losses import (EMPTY_LABELS, LABELS, PROBABILITIES, PROBABILITY_ROW_TOLERANCE,
+                     target_kind)
 
 __all__ = ["is_device_input", "reject_device_input", "device_features", "device_targets",
            "take_rows"]
-
-_EMPTY_LABELS = np.zeros(0, dtype=np.int64)
 
 
 def _simulator_array_type():
@@ -166,7 +165,7 @@ def device_targets(loss, y, n_samples, n_outputs, dtype, name="y"):
     elif code == kl.BINARY_CROSS_ENTROPY and (lo < 0 or hi > 1):
         raise ValueError(f"{name} for binary_cross_entropy must lie in [0, 1]; got values in "
                          f"[{lo}, {hi}]")
-    return _EMPTY_LABELS, d, code
+    return EMPTY_LABELS, d, code
 
 
 def take_rows(d_X, d_labels, d_targets, rows):

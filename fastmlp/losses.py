@@ -23,7 +23,8 @@ CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy", "hinge")
 LABEL_LOSSES = ("cross_entropy", "hinge")
 PROBABILITY_ROW_TOLERANCE = 1e-3
 
-_EMPTY_LABELS = np.zeros(0, dtype=np.int64)
+EMPTY_LABELS = np.zeros(0, dtype=np.int64)
+"""The labels array of targets that are not class indices."""
 
 
 def check_loss_name(loss):
@@ -107,9 +108,9 @@ def prepare_targets(loss, y, n_samples, n_outputs, dtype, name="y"):
         return _check_labels(arr, n_outputs, name), empty_targets, code
     if kind == PROBABILITIES:
         _check_probability_rows(arr, name)
-        return _EMPTY_LABELS, cast_finite(arr, dtype, name), code
+        return EMPTY_LABELS, cast_finite(arr, dtype, name), code
     check_finite(arr, name)
     if code == kl.BINARY_CROSS_ENTROPY and arr.size and (arr.min() < 0 or arr.max() > 1):
         raise ValueError(f"{name} for binary_cross_entropy must lie in [0, 1]; got values in "
                          f"[{arr.min()}, {arr.max()}]")
-    return _EMPTY_LABELS, cast_finite(arr, dtype, name), code
+    return EMPTY_LABELS, cast_finite(arr, dtype, name), code

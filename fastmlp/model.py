@@ -23,7 +23,6 @@ DEVICES = ("cpu", "cuda")
 # evaluation-mode passes run over at most this many rows at a time to bound the workspace
 EVAL_CHUNK_ROWS = 1024
 _MAX_CACHED_WORKSPACES = 4
-_NO_LABELS = np.zeros(0, dtype=np.int64)
 
 
 def _softmax(z):

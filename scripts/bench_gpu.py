@@ -109,7 +109,8 @@ def torch_cuda_reason():
 
 def cupy_reason():
     from fastmlp.kernels.cuda.cublas import cupy_status
-    return None if cupy_status()[0] is not None else cupy_status()[1]
+    cupy, reason = cupy_status()
+    return None if cupy is not None else reason
 
 
 def main(argv=None):
