@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .kernels.config import COL_ALIGN, MIN_SPLIT_MACS, ROW_ALIGN
 from .kernels.cpu import network as net
 from .kernels.cpu.activations import ACTIVATION_CODES
 
@@ -39,6 +40,7 @@ class NetworkLayout:
     buffer_slots: tuple        # Slot per running statistic
     n_params: int
     n_buffers: int
+    macs_per_row: int          # multiply-adds of one row's forward products, Σ_l in_l · width_l
 
 
 def build_layout(input_dim, layers):
@@ -82,11 +84,14 @@ def build_layout(input_dim, layers):
             buffers.append(Slot(f"{l}.running_var", r_off, (width,)))
             r_off += width
         fan_in = layer.units
-    return NetworkLayout(layer_int, layer_float, tuple(params), tuple(buffers), p_off, r_off)
+    macs = int(sum(int(row[net.L_IN]) * int(row[net.L_UNITS]) * int(row[net.L_PIECES])
+                   for row in layer_int))
+    return NetworkLayout(layer_int, layer_float, tuple(params), tuple(buffers), p_off, r_off, macs)
 
 
-def workspace_layout(layer_int, batch_size):
-    """(ws_off (L, N_WS) int64, total size) of the workspace for ``batch_size`` rows."""
+def workspace_layout(layer_int, batch_size, threads=1):
+    """(ws_off (L, N_WS) int64, total size) of the workspace for ``batch_size`` rows, with the
+    plan of how ``threads`` threads share each layer's products (:func:`thread_plan`)."""
     ws_off = np.zeros((layer_int.shape[0], net.N_WS), dtype=np.int64)
     off = 0
     for l in range(layer_int.shape[0]):
@@ -103,10 +108,56 @@ def workspace_layout(layer_int, batch_size):
             net.W_MEAN: width if layer_int[l, net.L_BN] else 0,
             net.W_INVSTD: width if layer_int[l, net.L_BN] else 0,
         }
-        for column in range(net.N_WS):
+        for column in range(net.N_WS_OFFSETS):
             ws_off[l, column] = off
             off += sizes[column]
+    ws_off[:, net.N_WS_OFFSETS:] = thread_plan(layer_int, batch_size, threads)
     return ws_off, off
+
+
+def thread_plan(layer_int, batch_size, threads):
+    """(L, 3) split codes (forward product, dW, dh) of every layer for ``threads`` threads on
+    batches of ``batch_size`` rows.
+
+    A product of fewer than MIN_SPLIT_MACS multiply-adds stays on one thread. Otherwise the
+    forward product is cut into blocks of units (batchnorm needs whole columns; so does a layer
+    whose units are too few to share, which is cut into rows instead), dW = hᵀ·dpre along its
+    longer side, and dh = dpre·Wᵀ into blocks of the previous layer's units (whole columns for its
+    batchnorm), or of rows when the product's inner size is small.
+    """
+    n_layers = layer_int.shape[0]
+    plan = np.full((n_layers, 3), net.SPLIT_ONE, dtype=np.int64)
+    if threads <= 1:
+        return plan
+    m = batch_size
+    wide_cols = threads * COL_ALIGN
+    tall_rows = threads * ROW_ALIGN
+    for l in range(n_layers):
+        fan_in, units = int(layer_int[l, net.L_IN]), int(layer_int[l, net.L_UNITS])
+        width = units * int(layer_int[l, net.L_PIECES])
+        macs = m * fan_in * width
+        if macs < MIN_SPLIT_MACS:
+            continue
+        if units >= wide_cols:
+            plan[l, 0] = net.SPLIT_COLS
+        elif not layer_int[l, net.L_BN] and m >= tall_rows:
+            plan[l, 0] = net.SPLIT_ROWS
+        if fan_in >= width and fan_in >= tall_rows:
+            plan[l, 1] = net.SPLIT_ROWS
+        elif width >= wide_cols:
+            plan[l, 1] = net.SPLIT_COLS
+        elif fan_in >= tall_rows:
+            plan[l, 1] = net.SPLIT_ROWS
+        if l == 0:
+            continue
+        previous_bn = bool(layer_int[l - 1, net.L_BN])
+        if not previous_bn and width < 2 * COL_ALIGN and m >= tall_rows:
+            plan[l, 2] = net.SPLIT_ROWS
+        elif fan_in >= wide_cols:
+            plan[l, 2] = net.SPLIT_COLS
+        elif not previous_bn and m >= tall_rows:
+            plan[l, 2] = net.SPLIT_ROWS
+    return plan
 
 
 class ArrayViews(dict):

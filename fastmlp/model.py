@@ -14,9 +14,13 @@ from ._validation import check_features, check_int, check_real, resolve_dtype
 from .initializers import INITIALIZERS, INITS
 from .cuda_support import require_cuda
 from .io import FileFormatError, atomic_save_npz, load_npz
+from . import _records as records
+from ._team import run_task
 from .kernels.cpu import network as net
+from .kernels.cpu import train as tasks
 from .layers import RELU_FAMILY, Dense
 from .preprocessing import Standardizer
+from .threads import kernel_threads
 from .losses import CLASSIFICATION_LOSSES, LABEL_LOSSES, check_loss_name, prepare_targets
 
 DEVICES = ("cpu", "cuda")
@@ -172,21 +176,26 @@ class MLP:
         return self.loss in CLASSIFICATION_LOSSES
 
     # ----------------------------------------------------------------- kernel plumbing
-    def _workspace(self, batch_size):
-        """(ws_off, ws) for ``batch_size`` rows, allocated once and reused (a few sizes kept)."""
-        return self._cached_workspace(self._workspaces, batch_size, np.zeros)
+    def _threads(self, rows, backward=False):
+        """Threads for a CPU pass over ``rows`` rows (forward, or forward + backward)."""
+        return kernel_threads(rows * self._layout.macs_per_row * (3 if backward else 1))
 
-    def _cached_workspace(self, cache, batch_size, zeros):
-        """(ws_off, zeros(size, dtype)) for ``batch_size`` rows from the OrderedDict ``cache``,
-        which keeps the _MAX_CACHED_WORKSPACES sizes used last."""
-        entry = cache.get(batch_size)
+    def _workspace(self, batch_size, threads=1):
+        """(ws_off, ws) for ``batch_size`` rows, allocated once and reused (a few sizes kept)."""
+        return self._cached_workspace(self._workspaces, batch_size, np.zeros, threads)
+
+    def _cached_workspace(self, cache, batch_size, zeros, threads=1):
+        """(ws_off, zeros(size, dtype)) for ``batch_size`` rows (planned for ``threads``) from the
+        OrderedDict ``cache``, which keeps the _MAX_CACHED_WORKSPACES layouts used last."""
+        key = (batch_size, threads)
+        entry = cache.get(key)
         if entry is None:
-            ws_off, size = workspace_layout(self._layout.layer_int, batch_size)
-            entry = cache[batch_size] = (ws_off, zeros(size, dtype=self.dtype))
+            ws_off, size = workspace_layout(self._layout.layer_int, batch_size, threads)
+            entry = cache[key] = (ws_off, zeros(size, dtype=self.dtype))
             while len(cache) > _MAX_CACHED_WORKSPACES:
                 cache.popitem(last=False)
         else:
-            cache.move_to_end(batch_size)
+            cache.move_to_end(key)
         return entry
 
     def _check_training_batch(self, n):
@@ -201,11 +210,17 @@ class MLP:
             return step
         return check_int(dropout_step, "dropout_step", minimum=0)
 
+    def _network(self):
+        return records.network(self._params, self._buffers, self._layout)
+
     def _forward_rows(self, X, training, update_stats, step):
-        ws_off, ws = self._workspace(X.shape[0])
-        lay = self._layout
-        return net.network_forward(X, self._params, self._buffers, lay.layer_int, lay.layer_float,
-                                   ws_off, ws, training, update_stats, self.seed, step)
+        threads = self._threads(X.shape[0])
+        ws_off, ws = self._workspace(X.shape[0], threads)
+        run_task(tasks.TASK_FORWARD, self._network(), records.features_only(X, self.n_outputs),
+                 records.workspace(ws, ws_off, threads, self.dtype), records.no_update(self.dtype),
+                 records.run(self.seed, step, threads=threads, training=training,
+                             update_stats=update_stats))
+        return net.network_output(ws, ws_off, self._layout.layer_int, X.shape[0], training)
 
     # ----------------------------------------------------------------- device plumbing
     # Sync protocol (device="cuda"): the host arrays ``_params``/``_buffers`` are the reference.
@@ -363,11 +378,15 @@ class MLP:
                 self._download(params=False)
             return float(loss), views(d_grads.copy_to_host(), lay.param_slots)
         grads = np.empty_like(self._params)
-        ws_off, ws = self._workspace(X.shape[0])
-        loss = net.network_loss_and_grad(X, labels, targets, code, self._params, grads,
-                                         self._buffers, lay.layer_int, lay.layer_float, ws_off, ws,
-                                         bool(training), bool(training), self.seed, step, l1, l2)
-        return float(loss), views(grads, lay.param_slots)
+        threads = self._threads(X.shape[0], backward=True)
+        ws_off, ws = self._workspace(X.shape[0], threads)
+        work = run_task(tasks.TASK_GRADIENT, self._network(),
+                        records.data(X, labels, targets, code),
+                        records.workspace(ws, ws_off, threads, self.dtype, grads=grads),
+                        records.no_update(self.dtype),
+                        records.run(self.seed, step, l1, l2, threads=threads, training=training,
+                                    update_stats=training))
+        return float(work.result[0]), views(grads, lay.param_slots)
 
     def loss_value(self, X, y, training=False, l1=0.0, l2=0.0, dropout_step=None):
         """Mean loss + penalty without gradients (evaluation mode by default)."""
@@ -378,10 +397,15 @@ class MLP:
         if training:
             self._check_training_batch(X.shape[0])
             step = self._next_dropout_step(dropout_step)
-            ws_off, ws = self._workspace(X.shape[0])
-            return float(net.network_loss(X, labels, targets, code, self._params, self._buffers,
-                                          lay.layer_int, lay.layer_float, ws_off, ws, True, True,
-                                          self.seed, step, l1, l2))
+            threads = self._threads(X.shape[0])
+            ws_off, ws = self._workspace(X.shape[0], threads)
+            work = run_task(tasks.TASK_LOSS, self._network(),
+                            records.data(X, labels, targets, code),
+                            records.workspace(ws, ws_off, threads, self.dtype),
+                            records.no_update(self.dtype),
+                            records.run(self.seed, step, l1, l2, threads=threads, training=True,
+                                        update_stats=True))
+            return float(work.result[0])
         loss, _ = self._evaluation_loss_and_output(X, labels, targets, code)
         return loss + float(net.network_penalty(self._params, lay.layer_int, l1, l2))
 
@@ -394,12 +418,15 @@ class MLP:
         total = 0.0
         for start in range(0, n, EVAL_CHUNK_ROWS):
             stop = min(start + EVAL_CHUNK_ROWS, n)
-            ws_off, ws = self._workspace(stop - start)
+            threads = self._threads(stop - start)
+            ws_off, ws = self._workspace(stop - start, threads)
             chunk_labels = labels[start:stop] if labels.size else labels
             chunk_targets = targets[start:stop] if targets.size else targets
-            part = net.network_loss(X[start:stop], chunk_labels, chunk_targets, code,
-                                    self._params, self._buffers, lay.layer_int, lay.layer_float,
-                                    ws_off, ws, False, False, self.seed, 0, 0.0, 0.0)
+            work = run_task(tasks.TASK_LOSS, self._network(),
+                            records.data(X[start:stop], chunk_labels, chunk_targets, code),
+                            records.workspace(ws, ws_off, threads, self.dtype),
+                            records.no_update(self.dtype), records.run(self.seed, threads=threads))
+            part = float(work.result[0])
             out[start:stop] = net.network_output(ws, ws_off, lay.layer_int, stop - start, False)
             total += part * (stop - start)
         return total / n, out

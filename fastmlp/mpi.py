@@ -72,8 +72,11 @@ import numpy as np
 from ._layout import workspace_layout
 from ._validation import check_real
 from ._sync_batchnorm import sync_batchnorm_gradient
+from . import _records as records
 from .kernels.cpu.network import network_penalty
-from .kernels.cpu.train import apply_update, local_gradient
+from ._team import run_task
+from .kernels.cpu.team import SHARED_LOSS
+from .kernels.cpu.train import TASK_LOCAL_GRADIENT, TASK_UPDATE
 from .trainer import Trainer
 
 __all__ = ["DistributedTrainer", "Communicator", "DistributedError", "DistributedTimeoutError",
@@ -331,10 +334,14 @@ class DistributedTrainer(Trainer):
             "Xb": np.empty((rows, X.shape[1]), dtype=model.dtype),
             "lb": np.empty(rows if labels.size else 0, dtype=np.int64),
             "tb": np.empty((rows if targets.shape[0] else 0, targets.shape[1]), dtype=model.dtype),
-            "ws": np.zeros(ws_size, dtype=model.dtype), "ws_off": {},
+            "ws": np.zeros(ws_size, dtype=model.dtype),
             "pack": pack, "grads": pack[:P], "stats": pack[P:], "scalars": np.zeros(3),
             "saved": np.empty_like(model._buffers),
+            "threads": model._threads(rows, backward=True),
+            "no_data": records.features_only(np.empty((0, X.shape[1]), dtype=model.dtype),
+                                             model.n_outputs),
         }
+        buffers["works"] = {}  # rows of this rank's part -> Workspace record
         self._local_cache = (key, buffers)
         return buffers
 
@@ -361,15 +368,23 @@ class DistributedTrainer(Trainer):
         for k in range(steps):
             start, stop = int(bounds[k]), int(bounds[k + 1])
             lo, hi = self._part(start, stop)
-            ws_off = buf["ws_off"].get(hi - lo)
-            if ws_off is None:
-                ws_off = buf["ws_off"][hi - lo] = workspace_layout(lay.layer_int, hi - lo)[0]
+            work = buf["works"].get(hi - lo)
+            if work is None:
+                ws_off = workspace_layout(lay.layer_int, hi - lo, buf["threads"])[0]
+                work = buf["works"][hi - lo] = records.workspace(
+                    buf["ws"], ws_off, buf["threads"], model.dtype, grads=buf["grads"],
+                    batch=(buf["Xb"], buf["lb"], buf["tb"]))
             buf["saved"][...] = model._buffers
             step = (self._sync_step if sync else self._local_step)
-            loss, c, m = step(X, labels, targets, code, order, lo, hi, stop - start, buf, ws_off,
+            loss, c, m = step(X, labels, targets, code, order, lo, hi, stop - start, buf, work,
                               seed, model.dropout_step + k)
-            if not apply_update(model._params, grads, loss, clip, opt_code, s0, s1, s2,
-                                coefficients[k], flag, init and k == 0):
+            work.shared[SHARED_LOSS] = loss
+            work = run_task(TASK_UPDATE, model._network(), buf["no_data"], work,
+                            records.update((opt_code, s0, s1, s2, flag, init and k == 0),
+                                           coefficients[k:k + 1]),
+                            records.run(threads=buf["threads"], clip_norm=clip))
+            updated = work.result[0] == 1
+            if not updated:
                 model._buffers[...] = buf["saved"]  # as after the last finite step
                 break
             done += 1
@@ -382,17 +397,21 @@ class DistributedTrainer(Trainer):
             return None
         return total / n, (correct / counted if counted else None)
 
-    def _local_step(self, X, labels, targets, code, order, lo, hi, global_rows, buf, ws_off,
-                    seed, step):
+    def _local_step(self, X, labels, targets, code, order, lo, hi, global_rows, buf, work, seed,
+                    step):
         """Rows order[lo:hi] of a global batch of ``global_rows`` rows through the compiled
         whole-network step (local batchnorm statistics); with several ranks, the rows-weighted
         gradients, the averaged running statistics and the loss/accuracy sums are added up over
         the ranks in place. Returns the global batch's (mean loss + penalty, correct, counted)."""
         model, lay, comm = self.model, self.model._layout, self.comm
-        loss, correct, counted = local_gradient(
-            X, labels, targets, code, order, lo, hi, buf["Xb"], buf["lb"], buf["tb"],
-            model._params, buf["grads"], model._buffers, lay.layer_int, lay.layer_float, ws_off,
-            buf["ws"], seed, step, self.l1, self.l2)
+        work = run_task(TASK_LOCAL_GRADIENT, model._network(),
+                        records.data(X, labels, targets, code, order,
+                                     np.array([lo, hi], dtype=np.int64)),
+                        work, records.no_update(model.dtype),
+                        records.run(seed, step, self.l1, self.l2, threads=buf["threads"],
+                                    training=True, update_stats=True, count=True, gathered=True))
+        loss, correct, counted = (float(work.result[0]), int(work.result[2]),
+                                  int(work.result[3]))
         if self.size == 1:
             return loss, correct, counted
         np.multiply(buf["grads"], (hi - lo) / global_rows, out=buf["grads"])
@@ -404,7 +423,7 @@ class DistributedTrainer(Trainer):
         model._buffers[...] = buf["stats"]
         return float(scalars[0]) / global_rows, int(scalars[1]), int(scalars[2])
 
-    def _sync_step(self, X, labels, targets, code, order, lo, hi, global_rows, buf, ws_off, seed,
+    def _sync_step(self, X, labels, targets, code, order, lo, hi, global_rows, buf, work, seed,
                    step):
         """:meth:`_local_step` with synchronized batchnorm statistics (``batchnorm="sync"``)."""
         model, lay, comm = self.model, self.model._layout, self.comm
@@ -416,7 +435,7 @@ class DistributedTrainer(Trainer):
         scalars = buf["scalars"]
         scalars[:] = sync_batchnorm_gradient(
             comm, xb, lb, tb, code, model._params, buf["grads"], model._buffers, lay.layer_int,
-            lay.layer_float, ws_off, buf["ws"], seed, step, self.l1, self.l2, global_rows)
+            lay.layer_float, work.ws_off, buf["ws"], seed, step, self.l1, self.l2, global_rows)
         comm.allreduce_sum(buf["grads"], "the gradient Allreduce")
         comm.allreduce_sum(scalars, "the loss Allreduce")
         loss = float(scalars[0]) / global_rows + float(

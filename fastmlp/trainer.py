@@ -13,8 +13,10 @@ from .callbacks import Callback, EarlyStopping
 from .io import FileFormatError, atomic_save_npz, load_npz
 from ._layout import workspace_layout
 from .kernels.cpu.metrics import count_correct
+from . import _records as records
 from .kernels.cpu.network import network_penalty
-from .kernels.cpu.train import train_epoch
+from ._team import run_task
+from .kernels.cpu.train import TASK_EPOCH
 from .model import MLP
 from .optimizers import OPTIMIZERS, Adam, Optimizer
 from .progress import epoch_progress
@@ -166,19 +168,25 @@ class Trainer:
         model = self.model
         sizes = np.diff(bounds)
         rows = int(sizes.max())
+        threads = model._threads(int(sizes[0]), backward=True) if model.device == "cpu" else 1
         key = (X.shape[1], int(sizes[0]), int(sizes[-1]), rows, bool(labels.size),
-               targets.shape[1] if targets.shape[0] else 0)
+               targets.shape[1] if targets.shape[0] else 0, threads)
         cached = self._buffers_cache
         if cached is not None and cached[0] == key:
             return cached[1]
         layer_int = model._layout.layer_int
-        ws_off_full, _ = workspace_layout(layer_int, int(sizes[0]))
-        ws_off_last, _ = workspace_layout(layer_int, int(sizes[-1]))
+        ws_off_full, _ = workspace_layout(layer_int, int(sizes[0]), threads)
+        ws_off_last, _ = workspace_layout(layer_int, int(sizes[-1]), threads)
         _, ws_size = workspace_layout(layer_int, rows)
-        buffers = (np.empty((rows, X.shape[1]), dtype=model.dtype),
-                   np.empty(rows if labels.size else 0, dtype=np.int64),
-                   np.empty((rows if targets.shape[0] else 0, targets.shape[1]), dtype=model.dtype),
-                   ws_off_full, ws_off_last, np.zeros(ws_size, dtype=model.dtype))
+        if self._grads is None and model.device == "cpu":
+            self._grads = np.zeros_like(model._params)
+        batch = (np.empty((rows, X.shape[1]), dtype=model.dtype),
+                 np.empty(rows if labels.size else 0, dtype=np.int64),
+                 np.empty((rows if targets.shape[0] else 0, targets.shape[1]), dtype=model.dtype))
+        buffers = (records.workspace(np.zeros(ws_size, dtype=model.dtype), ws_off_full, threads,
+                                     model.dtype, grads=self._grads, batch=batch,
+                                     ws_off_last=ws_off_last, saved=np.empty_like(model._buffers)),
+                   threads)
         self._buffers_cache = (key, buffers)
         return buffers
 
@@ -195,7 +203,9 @@ class Trainer:
         model = self.model
         model._upload()
         d_X, d_labels, d_targets = model._device_data(X, labels, targets)
-        Xb, lb, tb, ws_off_full, ws_off_last, ws = self._epoch_buffers(X, labels, targets, bounds)
+        work, _ = self._epoch_buffers(X, labels, targets, bounds)
+        Xb, lb, tb, ws_off_full, ws_off_last, ws = (work.Xb, work.lb, work.tb, work.ws_off,
+                                                    work.ws_off_last, work.ws)
         state = {
             "X": X, "labels": labels, "targets": targets, "bounds": bounds.copy(),
             "data": (d_X, d_labels, d_targets),
@@ -261,18 +271,18 @@ class Trainer:
         model, lay, opt = self.model, self.model._layout, self.optimizer
         n = X.shape[0]
         order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-        Xb, lb, tb, ws_off_full, ws_off_last, ws = self._epoch_buffers(X, labels, targets, bounds)
+        work, threads = self._epoch_buffers(X, labels, targets, bounds)
         steps = bounds.shape[0] - 1
-        opt_code, s0, s1, s2, flag, init = opt.fused_arguments(_FLAT_KEY, model._params)
+        fused = opt.fused_arguments(_FLAT_KEY, model._params)
         coefficients = opt.coefficient_table(_FLAT_KEY, steps, model.dtype)
-        if self._grads is None:
-            self._grads = np.zeros_like(model._params)
-        done, total, correct, counted = train_epoch(
-            X, labels, targets, code, order.astype(np.int64), bounds, Xb, lb, tb, model._params,
-            self._grads, model._buffers, lay.layer_int, lay.layer_float, ws_off_full, ws_off_last,
-            ws, model.seed, model.dropout_step, self.l1, self.l2,
-            0.0 if self.clip_norm is None else self.clip_norm, opt_code, s0, s1, s2, flag, init,
-            coefficients)
+        work = run_task(TASK_EPOCH, records.network(model._params, model._buffers, lay),
+                        records.data(X, labels, targets, code, order.astype(np.int64), bounds),
+                        work, records.update(fused, coefficients),
+                        records.run(model.seed, model.dropout_step, self.l1, self.l2,
+                                    0.0 if self.clip_norm is None else self.clip_norm, threads,
+                                    training=True, update_stats=True, count=True, gathered=True))
+        done, total, correct, counted = (int(work.result[0]), float(work.result[1]),
+                                         int(work.result[2]), int(work.result[3]))
         opt.advance(_FLAT_KEY, done)
         model.dropout_step += done
         if done < steps:

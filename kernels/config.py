@@ -12,3 +12,17 @@ JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 # Reductions whose order does not matter (a gradient norm, a finiteness check) may be reassociated
 # so LLVM vectorizes them; NaN and inf still propagate (no "nnan"/"ninf" flags).
 JIT_REDUCTION = dict(JIT, fastmath={"reassoc", "contract"})
+
+# How the threads of a training step cut its results into blocks (kernels/cpu/network.py): row
+# blocks are multiples of ROW_ALIGN rows and column blocks multiples of COL_ALIGN columns (one
+# 64-byte cache line of float32), so two threads never write the same cache line of a row.
+ROW_ALIGN = 8
+COL_ALIGN = 16
+# A product of fewer multiply-adds than this runs on one thread (splitting it costs more than it
+# saves); measured on a 2-core AMD EPYC with SciPy's OpenBLAS.
+MIN_SPLIT_MACS = 1 << 17
+
+# Kernels that only other kernels call: no CPython wrapper is generated for them (unboxing records
+# of a dozen arrays is a lot of code), which shortens the first compilation noticeably.
+JIT_INTERNAL = dict(JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+JIT_REDUCTION_INTERNAL = dict(JIT_REDUCTION, no_cpython_wrapper=True, no_cfunc_wrapper=True)

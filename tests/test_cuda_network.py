@@ -21,8 +21,8 @@ from fastmlp._layout import build_layout, workspace_layout
 from cuda_mode import (CUDA_TEST_MARKS, IN_PROCESS, collect_only_parent_tests, cuda_test_mode,
                        run_file_under_simulator)
 from fastmlp.kernels.cpu import losses as cpu_loss
-from fastmlp.kernels.cpu import network as cpu_net
-from fastmlp.kernels.cpu import train as cpu_train
+import cpu_calls as cpu_net
+import cpu_calls as cpu_train
 
 THIS_FILE = Path(__file__).resolve()
 

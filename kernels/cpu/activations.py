@@ -20,9 +20,9 @@ Formulas (x the pre-activation, y = f(x), alpha the layer's parameter):
 
 import math
 
-from numba import njit
+from ..jit import njit
 
-from ..config import JIT
+from ..config import JIT, JIT_INTERNAL
 
 LINEAR = 0
 SIGMOID = 1
@@ -104,72 +104,92 @@ def activation_derivative(x, y, code, alpha):
     return math.nan
 
 
-@njit(**JIT)
-def bias_activation_forward(out, pre, b, code, alpha):
-    """pre[i, j] += b[j] and out[i, j] = f(pre[i, j]) in one pass; (B, F) arrays, b (F,); ``b`` may
-    be empty (no bias). The piecewise-linear activations get loops of their own so that the
-    compiler vectorizes them; the others share one loop around :func:`activation_value`."""
-    n, f = pre.shape
+@njit(**JIT_INTERNAL)
+def bias_activation_block(out, pre, b, code, alpha, r0, r1, c0, c1):
+    """pre[i, j] += b[j] and out[i, j] = f(pre[i, j]) for rows r0:r1 and columns c0:c1 of the
+    (B, F) arrays; ``b`` (F,) may be empty (no bias). The piecewise-linear activations get loops of
+    their own so that the compiler vectorizes them; the others share one loop around
+    :func:`activation_value`. (Loops run over row views from index 0: an index that might be
+    negative would cost a wraparound test per element and stop vectorization.)"""
     has_bias = b.shape[0] > 0
+    bias = b[c0:c1]
     zero = pre.dtype.type(0)
     slope = pre.dtype.type(alpha)
-    for i in range(n):
+    width = c1 - c0
+    for i in range(r0, r1):
+        p = pre[i, c0:c1]
+        o = out[i, c0:c1]
         if code == RELU:
-            for j in range(f):
-                v = pre[i, j] + b[j] if has_bias else pre[i, j]
-                pre[i, j] = v
-                out[i, j] = v if v > zero else zero
+            for j in range(width):
+                v = p[j] + bias[j] if has_bias else p[j]
+                p[j] = v
+                o[j] = v if v > zero else zero
         elif code == LEAKY_RELU:
-            for j in range(f):
-                v = pre[i, j] + b[j] if has_bias else pre[i, j]
-                pre[i, j] = v
-                out[i, j] = v if v > zero else slope * v
+            for j in range(width):
+                v = p[j] + bias[j] if has_bias else p[j]
+                p[j] = v
+                o[j] = v if v > zero else slope * v
         elif code == LINEAR:
-            for j in range(f):
-                v = pre[i, j] + b[j] if has_bias else pre[i, j]
-                pre[i, j] = v
-                out[i, j] = v
+            for j in range(width):
+                v = p[j] + bias[j] if has_bias else p[j]
+                p[j] = v
+                o[j] = v
         else:
-            for j in range(f):
-                v = pre[i, j] + b[j] if has_bias else pre[i, j]
-                pre[i, j] = v
-                out[i, j] = activation_value(v, code, alpha)
+            for j in range(width):
+                v = p[j] + bias[j] if has_bias else p[j]
+                p[j] = v
+                o[j] = activation_value(v, code, alpha)
+
+
+@njit(**JIT)
+def bias_activation_forward(out, pre, b, code, alpha):
+    """:func:`bias_activation_block` over the whole (B, F) arrays."""
+    bias_activation_block(out, pre, b, code, alpha, 0, pre.shape[0], 0, pre.shape[1])
 
 
 @njit(**JIT)
 def activation_forward(out, pre, code, alpha):
     """out[i, j] = f(pre[i, j]); out and pre are (B, F) and may be the same array."""
-    bias_activation_forward(out, pre, pre[0, :0], code, alpha)
+    bias_activation_block(out, pre, pre[0, :0], code, alpha, 0, pre.shape[0], 0, pre.shape[1])
+
+
+@njit(**JIT_INTERNAL)
+def activation_backward_block(dpre, dout, pre, out, code, alpha, r0, r1, c0, c1):
+    """dpre[i, j] = dout[i, j] · f'(pre[i, j]) for rows r0:r1, columns c0:c1 of (B, F) arrays;
+    dpre may be dout. Piecewise-linear activations get vectorizable loops of their own."""
+    zero = pre.dtype.type(0)
+    slope = pre.dtype.type(alpha)
+    width = c1 - c0
+    for i in range(r0, r1):
+        d = dpre[i, c0:c1]
+        g = dout[i, c0:c1]
+        x = pre[i, c0:c1]
+        if code == RELU:
+            for j in range(width):
+                d[j] = g[j] if x[j] > zero else zero
+        elif code == LEAKY_RELU:
+            for j in range(width):
+                d[j] = g[j] if x[j] > zero else slope * g[j]
+        elif code == LINEAR:
+            for j in range(width):
+                d[j] = g[j]
+        else:
+            y = out[i, c0:c1]
+            for j in range(width):
+                d[j] = g[j] * activation_derivative(x[j], y[j], code, alpha)
 
 
 @njit(**JIT)
 def activation_backward(dpre, dout, pre, out, code, alpha):
-    """dpre[i, j] = dout[i, j] · f'(pre[i, j]); all (B, F); dpre may be dout. Piecewise-linear
-    activations get vectorizable loops of their own, as in :func:`bias_activation_forward`."""
-    n, f = pre.shape
-    zero = pre.dtype.type(0)
-    slope = pre.dtype.type(alpha)
-    for i in range(n):
-        if code == RELU:
-            for j in range(f):
-                dpre[i, j] = dout[i, j] if pre[i, j] > zero else zero
-        elif code == LEAKY_RELU:
-            for j in range(f):
-                dpre[i, j] = dout[i, j] if pre[i, j] > zero else slope * dout[i, j]
-        elif code == LINEAR:
-            for j in range(f):
-                dpre[i, j] = dout[i, j]
-        else:
-            for j in range(f):
-                dpre[i, j] = dout[i, j] * activation_derivative(pre[i, j], out[i, j], code, alpha)
+    """dpre[i, j] = dout[i, j] · f'(pre[i, j]); all (B, F); dpre may be dout."""
+    activation_backward_block(dpre, dout, pre, out, code, alpha, 0, pre.shape[0], 0, pre.shape[1])
 
 
-@njit(**JIT)
-def maxout_forward(out, pre, pieces):
-    """out[i, j] = max_p pre[i, j·k + p]; pre is (B, U·k), out is (B, U), k = pieces."""
-    n, units = out.shape
-    for i in range(n):
-        for j in range(units):
+@njit(**JIT_INTERNAL)
+def maxout_forward_block(out, pre, pieces, r0, r1, u0, u1):
+    """out[i, j] = max_p pre[i, j·k + p] for rows r0:r1 and units u0:u1; pre (B, U·k), out (B, U)."""
+    for i in range(r0, r1):
+        for j in range(u0, u1):
             base = j * pieces
             best = pre[i, base]
             for p in range(1, pieces):
@@ -180,11 +200,17 @@ def maxout_forward(out, pre, pieces):
 
 
 @njit(**JIT)
-def maxout_backward(dpre, dout, pre, pieces):
-    """dpre[i, j·k + p] = dout[i, j] for the first p attaining the max, else 0; shapes as forward."""
-    n, units = dout.shape
-    for i in range(n):
-        for j in range(units):
+def maxout_forward(out, pre, pieces):
+    """out[i, j] = max_p pre[i, j·k + p]; pre is (B, U·k), out is (B, U), k = pieces."""
+    maxout_forward_block(out, pre, pieces, 0, out.shape[0], 0, out.shape[1])
+
+
+@njit(**JIT_INTERNAL)
+def maxout_backward_block(dpre, dout, pre, pieces, r0, r1, u0, u1):
+    """dpre[i, j·k + p] = dout[i, j] for the first p attaining the max, else 0, for rows r0:r1
+    and units u0:u1; shapes as :func:`maxout_forward_block`."""
+    for i in range(r0, r1):
+        for j in range(u0, u1):
             base = j * pieces
             arg = 0
             best = pre[i, base]
@@ -195,3 +221,9 @@ def maxout_backward(dpre, dout, pre, pieces):
                     arg = p
             for p in range(pieces):
                 dpre[i, base + p] = dout[i, j] if p == arg else 0.0
+
+
+@njit(**JIT)
+def maxout_backward(dpre, dout, pre, pieces):
+    """dpre[i, j·k + p] = dout[i, j] for the first p attaining the max, else 0; shapes as forward."""
+    maxout_backward_block(dpre, dout, pre, pieces, 0, dout.shape[0], 0, dout.shape[1])

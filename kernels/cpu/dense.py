@@ -1,26 +1,58 @@
 """Dense (fully connected) layer with the activation fused around the matrix products.
 
 Shapes: x (B, I), W (I, F), b (F,), pre (B, F), out (B, U) where F = U for ordinary activations and
-F = U·k for maxout with k pieces. Matrix products go through BLAS (``np.dot`` with an output array);
-the bias, the activation and its derivative are applied in the same pass over the product.
+F = U·k for maxout with k pieces. Matrix products go through BLAS (:func:`.blas.gemm`); the bias,
+the activation and its derivative are applied in the same pass over the product. The ``*_block``
+products compute one rectangle of their result, so threads can share a product without copies.
 
 Forward:   pre = x·W + b,          out = f(pre)
 Backward:  dpre = dout ⊙ f'(pre),  dW = xᵀ·dpre,  db = Σ_rows dpre,  dx = dpre·Wᵀ
 """
 
-import numpy as np
-from numba import njit
+from ..jit import njit
 
-from ..config import JIT
+from ..config import JIT, JIT_INTERNAL
 from .activations import (MAXOUT, activation_backward, bias_activation_forward, maxout_backward,
                           maxout_forward)
+from .blas import gemm
+
+
+@njit(**JIT_INTERNAL)
+def forward_product_block(pre, x, W, r0, r1, c0, c1):
+    """pre[r0:r1, c0:c1] = x[r0:r1]·W[:, c0:c1]. pre (B, F), x (B, I), W (I, F)."""
+    gemm(pre[r0:r1, c0:c1], x[r0:r1], W[:, c0:c1], False, False, False)
+
+
+@njit(**JIT_INTERNAL)
+def weight_grad_block(dW, x, dpre, i0, i1, c0, c1):
+    """dW[i0:i1, c0:c1] = x[:, i0:i1]ᵀ·dpre[:, c0:c1]. dW (I, F), x (B, I), dpre (B, F)."""
+    gemm(dW[i0:i1, c0:c1], x[:, i0:i1], dpre[:, c0:c1], True, False, False)
+
+
+@njit(**JIT_INTERNAL)
+def input_grad_block(dx, dpre, W, r0, r1, i0, i1):
+    """dx[r0:r1, i0:i1] = dpre[r0:r1]·W[i0:i1]ᵀ. dx (B, I), dpre (B, F), W (I, F)."""
+    gemm(dx[r0:r1, i0:i1], dpre[r0:r1], W[i0:i1], False, True, False)
+
+
+@njit(**JIT_INTERNAL)
+def bias_grad_cols(db, dpre, c0, c1):
+    """db[c0:c1] = Σ_rows dpre[:, c0:c1]. db (F,), dpre (B, F)."""
+    width = c1 - c0
+    d = db[c0:c1]
+    for j in range(width):
+        d[j] = 0.0
+    for i in range(dpre.shape[0]):
+        row = dpre[i, c0:c1]
+        for j in range(width):
+            d[j] += row[j]
 
 
 @njit(**JIT)
 def dense_forward(pre, x, W, b):
     """pre = x·W + b (no activation). pre (B, F), x (B, I), W (I, F), b (F,)."""
-    np.dot(x, W, pre)
     n, f = pre.shape
+    forward_product_block(pre, x, W, 0, n, 0, f)
     for i in range(n):
         for j in range(f):
             pre[i, j] += b[j]
@@ -33,7 +65,7 @@ def dense_activation_forward(out, pre, x, W, b, code, alpha, pieces):
         dense_forward(pre, x, W, b)
         maxout_forward(out, pre, pieces)
         return
-    np.dot(x, W, pre)
+    forward_product_block(pre, x, W, 0, pre.shape[0], 0, pre.shape[1])
     bias_activation_forward(out, pre, b, code, alpha)
 
 
@@ -44,15 +76,11 @@ def dense_backward(dx, dW, db, dpre, x, W, need_dx):
     dx (B, I), dW (I, F), db (F,), dpre (B, F), x (B, I), W (I, F). The weight gradient is one
     product, so no two writers ever touch the same element.
     """
-    np.dot(x.T, dpre, dW)
     n, f = dpre.shape
-    for j in range(f):
-        db[j] = 0.0
-    for i in range(n):
-        for j in range(f):
-            db[j] += dpre[i, j]
+    weight_grad_block(dW, x, dpre, 0, x.shape[1], 0, f)
+    bias_grad_cols(db, dpre, 0, f)
     if need_dx:
-        np.dot(dpre, W.T, dx)
+        input_grad_block(dx, dpre, W, 0, n, 0, x.shape[1])
 
 
 @njit(**JIT)

@@ -7,9 +7,9 @@
 Ties in argmax go to the first maximum, as numpy.argmax.
 """
 
-from numba import njit
+from ..jit import njit
 
-from ..config import JIT
+from ..config import JIT, JIT_INTERNAL
 from .losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, CROSS_ENTROPY_PROBS, HINGE
 
 
@@ -22,25 +22,31 @@ def _row_argmax(z, i):
     return best
 
 
-@njit(**JIT)
-def count_correct(z, labels, targets, code):
-    """(number correct, number counted) for one batch; see the module docstring."""
-    n, c = z.shape
+@njit(**JIT_INTERNAL)
+def count_correct_rows(z, labels, targets, code, r0, r1):
+    """(number correct, number counted) over rows r0:r1; see the module docstring."""
+    c = z.shape[1]
     correct = 0
     if code == CROSS_ENTROPY or code == HINGE:
-        for i in range(n):
+        for i in range(r0, r1):
             if _row_argmax(z, i) == labels[i]:
                 correct += 1
-        return correct, n
+        return correct, r1 - r0
     if code == CROSS_ENTROPY_PROBS:
-        for i in range(n):
+        for i in range(r0, r1):
             if _row_argmax(z, i) == _row_argmax(targets, i):
                 correct += 1
-        return correct, n
+        return correct, r1 - r0
     if code == BINARY_CROSS_ENTROPY:
-        for i in range(n):
+        for i in range(r0, r1):
             for j in range(c):
                 if (z[i, j] > 0) == (targets[i, j] >= 0.5):
                     correct += 1
-        return correct, n * c
+        return correct, (r1 - r0) * c
     return 0, 0
+
+
+@njit(**JIT)
+def count_correct(z, labels, targets, code):
+    """(number correct, number counted) for one batch; see the module docstring."""
+    return count_correct_rows(z, labels, targets, code, 0, z.shape[0])

@@ -7,23 +7,41 @@ The network lives in flat arrays described by small integer/float tables (built 
 - ``params`` / ``grads`` (P,): every parameter, at the offsets of ``layer_int`` (columns ``L_*``);
 - ``buffers`` (R,): the batchnorm running statistics;
 - ``layer_int`` (L, 12) int64 and ``layer_float`` (L, 4) float64: sizes, codes, options, offsets;
-- ``ws`` (S,): the workspace for one batch size B, at the offsets of ``ws_off`` (L, 9) int64.
+- ``ws`` (S,): the workspace for one batch size B, at the offsets of ``ws_off`` (L, N_WS) int64,
+  whose last columns are the plan: how the threads share each layer's products (``W_SPLIT_*``).
 
 Per layer l with input h (B, I): pre = h·W + b → [batchnorm] → act = f(pre) → [dropout] → output.
 Dropout masks use the stream (seed, l, step) of :mod:`.random`.
+
+Parts. Each phase of a step is cut into T parts (run by a team of threads, see :mod:`.phases`);
+part t computes its block of the phase's outputs, calling the BLAS on that block:
+
+- forward of layer l: a block of units (all rows) or of rows (all units) of pre = h·W + b, then
+  the bias, batchnorm (columns are independent), activation and dropout of that block;
+- loss: a block of rows (their loss terms, output gradient and the last layer's local backward);
+- backward of layer l: a block of dW = hᵀ·dpre (rows or columns), a block of columns of db (and
+  the gradient norm of both), and a block of dh = dpre·Wᵀ followed by layer l-1's dropout,
+  activation and batchnorm backward on that block, which gives the next region its dpre.
+
+No two parts write the same element and every result is independent of the split, up to the
+order in which the BLAS and the float64 sums add terms. Per-part sums (loss, accuracy counts,
+squared gradient norm, penalty) go to row t of ``partials`` (T, N_PARTIALS).
 """
 
-from numba import njit
+from ..jit import njit
 
-from ..config import JIT
-from .activations import MAXOUT, activation_forward, maxout_forward
-from .batchnorm import (batchnorm_backward, batchnorm_backward_eval, batchnorm_forward_eval,
-                        batchnorm_forward_train)
-from .dense import (activation_grad_into, dense_activation_backward, dense_activation_forward,
-                    dense_backward, dense_forward)
-from .dropout import dropout_backward, dropout_forward
-from .losses import loss_forward_backward
-from .penalties import penalty_grad, penalty_value
+from ..config import COL_ALIGN, JIT, JIT_INTERNAL, ROW_ALIGN
+from .activations import (LINEAR, MAXOUT, activation_backward_block, bias_activation_block,
+                          maxout_backward_block, maxout_forward_block)
+from .blocks import SPLIT_COLS, SPLIT_ONE, SPLIT_ROWS, part, split_block  # noqa: F401
+from .batchnorm import (batchnorm_backward_cols, batchnorm_forward_eval_block,
+                        batchnorm_forward_train_cols)
+from .dense import bias_grad_cols, forward_product_block, input_grad_block, weight_grad_block
+from .dropout import dropout_backward_block, dropout_forward_block
+from .losses import loss_denominator, loss_rows
+from .metrics import count_correct_rows
+from .norms import sum_squares, sum_squares_block
+from .penalties import penalty_block, penalty_value
 from .random import stream_key
 
 # layer_int columns
@@ -36,7 +54,13 @@ N_LAYER_FLOAT = 4
 # ws_off columns: (B, F) pre, (B, F) xhat, (B, U) act, (B, U) dropout out, (B, U) mask,
 # (B, U) gradient of the layer output, (B, F) gradient of pre, (F,) batch mean, (F,) 1/std
 W_PRE, W_XHAT, W_ACT, W_OUT, W_MASK, W_DOUT, W_DPRE, W_MEAN, W_INVSTD = 0, 1, 2, 3, 4, 5, 6, 7, 8
-N_WS = 9
+N_WS_OFFSETS = 9
+# ws_off plan columns: how the threads share the forward product, dW and dh of each layer
+W_SPLIT_FWD, W_SPLIT_DW, W_SPLIT_DX = 9, 10, 11
+N_WS = 12
+# partials columns (per thread, float64)
+P_LOSS, P_CORRECT, P_COUNTED, P_GRAD_SQ, P_PENALTY = 0, 1, 2, 3, 4
+N_PARTIALS = 5
 
 
 @njit(inline="always", **JIT)
@@ -49,64 +73,98 @@ def _vec(flat, offset, size):
     return flat[offset:offset + size]
 
 
-@njit(**JIT)
-def network_forward(X, params, buffers, layer_int, layer_float, ws_off, ws, training, update_stats,
-                    seed, step):
-    """Forward pass of every layer; returns the (B, C) output of the last layer (a view into ws).
-
-    ``training`` selects batch statistics and dropout; ``update_stats`` the running-statistics
-    update (training only); ``seed`` and ``step`` choose the dropout masks.
-    """
-    n = X.shape[0]
-    h = X
-    for l in range(layer_int.shape[0]):
-        fan_in = layer_int[l, L_IN]
-        units = layer_int[l, L_UNITS]
-        code = layer_int[l, L_ACT]
-        pieces = layer_int[l, L_PIECES]
-        width = units * pieces
-        alpha = layer_float[l, F_ALPHA]
-        W = _mat(params, layer_int[l, L_W], fan_in, width)
-        b = _vec(params, layer_int[l, L_B], width)
-        pre = _mat(ws, ws_off[l, W_PRE], n, width)
-        act = _mat(ws, ws_off[l, W_ACT], n, units)
-        if layer_int[l, L_BN]:
-            gamma = _vec(params, layer_int[l, L_GAMMA], width)
-            beta = _vec(params, layer_int[l, L_BETA], width)
-            rmean = _vec(buffers, layer_int[l, L_RMEAN], width)
-            rvar = _vec(buffers, layer_int[l, L_RVAR], width)
-            xhat = _mat(ws, ws_off[l, W_XHAT], n, width)
-            mean = _vec(ws, ws_off[l, W_MEAN], width)
-            invstd = _vec(ws, ws_off[l, W_INVSTD], width)
-            dense_forward(pre, h, W, b)
-            if training:
-                batchnorm_forward_train(pre, xhat, mean, invstd, pre, gamma, beta, rmean, rvar,
-                                        layer_float[l, F_BN_MOMENTUM], layer_float[l, F_BN_EPS],
-                                        update_stats)
-            else:
-                batchnorm_forward_eval(pre, xhat, invstd, pre, gamma, beta, rmean, rvar,
-                                       layer_float[l, F_BN_EPS])
-            if code == MAXOUT:
-                maxout_forward(act, pre, pieces)
-            else:
-                activation_forward(act, pre, code, alpha)
-        else:
-            dense_activation_forward(act, pre, h, W, b, code, alpha, pieces)
-        h = act
-        if training and layer_int[l, L_DROPOUT]:
-            out = _mat(ws, ws_off[l, W_OUT], n, units)
-            mask = _mat(ws, ws_off[l, W_MASK], n, units)
-            dropout_forward(out, mask, act, layer_float[l, F_DROP_P], stream_key(seed, l, step))
-            h = out
-    return h
+@njit(**JIT_INTERNAL)
+def layer_output(X, ws, ws_off, layer_int, l, n, training):
+    """The (n, U) output of layer l (the input X for l = -1) left by the latest forward pass."""
+    if l < 0:
+        return X
+    column = W_OUT if training and layer_int[l, L_DROPOUT] else W_ACT
+    return _mat(ws, ws_off[l, column], n, layer_int[l, L_UNITS])
 
 
 @njit(**JIT)
 def network_output(ws, ws_off, layer_int, n, training):
     """The (n, C) output of the last layer left in ws by the latest forward pass."""
-    last = layer_int.shape[0] - 1
-    column = W_OUT if training and layer_int[last, L_DROPOUT] else W_ACT
-    return _mat(ws, ws_off[last, column], n, layer_int[last, L_UNITS])
+    return layer_output(ws[:0].reshape((0, 0)), ws, ws_off, layer_int, layer_int.shape[0] - 1, n,
+                        training)
+
+
+# ------------------------------------------------------------------------------ forward
+
+@njit(**JIT_INTERNAL)
+def forward_layer_block(l, h, params, buffers, layer_int, layer_float, ws_off, ws, training,
+                        update_stats, seed, step, r0, r1, u0, u1):
+    """Forward of layer l on rows r0:r1 and units u0:u1 (columns u0·k:u1·k of pre): product, bias,
+    [batchnorm], activation, [dropout]. Batchnorm in training mode needs every row (r0 = 0,
+    r1 = B)."""
+    n = h.shape[0]
+    fan_in = layer_int[l, L_IN]
+    units = layer_int[l, L_UNITS]
+    code = layer_int[l, L_ACT]
+    pieces = layer_int[l, L_PIECES]
+    width = units * pieces
+    c0, c1 = u0 * pieces, u1 * pieces
+    alpha = layer_float[l, F_ALPHA]
+    W = _mat(params, layer_int[l, L_W], fan_in, width)
+    b = _vec(params, layer_int[l, L_B], width)
+    pre = _mat(ws, ws_off[l, W_PRE], n, width)
+    act = _mat(ws, ws_off[l, W_ACT], n, units)
+    forward_product_block(pre, h, W, r0, r1, c0, c1)
+    if layer_int[l, L_BN]:
+        bias_activation_block(pre, pre, b, LINEAR, 0.0, r0, r1, c0, c1)
+        gamma = _vec(params, layer_int[l, L_GAMMA], width)
+        beta = _vec(params, layer_int[l, L_BETA], width)
+        rmean = _vec(buffers, layer_int[l, L_RMEAN], width)
+        rvar = _vec(buffers, layer_int[l, L_RVAR], width)
+        xhat = _mat(ws, ws_off[l, W_XHAT], n, width)
+        mean = _vec(ws, ws_off[l, W_MEAN], width)
+        invstd = _vec(ws, ws_off[l, W_INVSTD], width)
+        if training:
+            batchnorm_forward_train_cols(pre, xhat, mean, invstd, pre, gamma, beta, rmean, rvar,
+                                         layer_float[l, F_BN_MOMENTUM], layer_float[l, F_BN_EPS],
+                                         update_stats, c0, c1)
+        else:
+            batchnorm_forward_eval_block(pre, xhat, invstd, pre, gamma, beta, rmean, rvar,
+                                         layer_float[l, F_BN_EPS], r0, r1, c0, c1)
+        if code == MAXOUT:
+            maxout_forward_block(act, pre, pieces, r0, r1, u0, u1)
+        else:
+            bias_activation_block(act, pre, b[:0], code, alpha, r0, r1, c0, c1)
+    elif code == MAXOUT:
+        bias_activation_block(pre, pre, b, LINEAR, 0.0, r0, r1, c0, c1)
+        maxout_forward_block(act, pre, pieces, r0, r1, u0, u1)
+    else:
+        bias_activation_block(act, pre, b, code, alpha, r0, r1, c0, c1)
+    if training and layer_int[l, L_DROPOUT]:
+        out = _mat(ws, ws_off[l, W_OUT], n, units)
+        mask = _mat(ws, ws_off[l, W_MASK], n, units)
+        dropout_forward_block(out, mask, act, layer_float[l, F_DROP_P], stream_key(seed, l, step),
+                              r0, r1, u0, u1)
+
+
+@njit(inline="always", **JIT)
+def forward_layer_part(t, parts, l, h, params, buffers, layer_int, layer_float, ws_off, ws,
+                       training, update_stats, seed, step):
+    """Thread t's block of the forward of layer l, as the plan column W_SPLIT_FWD says."""
+    r0, r1, u0, u1 = split_block(ws_off[l, W_SPLIT_FWD], h.shape[0], layer_int[l, L_UNITS],
+                                 parts, t)
+    if r1 > r0 and u1 > u0:
+        forward_layer_block(l, h, params, buffers, layer_int, layer_float, ws_off, ws, training,
+                            update_stats, seed, step, r0, r1, u0, u1)
+
+
+@njit(inline="always", **JIT)
+def forward_rows_part(t, parts, X, params, buffers, layer_int, layer_float, ws_off, ws):
+    """Thread t's block of rows through every layer in evaluation mode (rows are independent)."""
+    n = X.shape[0]
+    r0, r1 = part(n, parts, t, ROW_ALIGN)
+    if r1 <= r0:
+        return
+    h = X
+    for l in range(layer_int.shape[0]):
+        forward_layer_block(l, h, params, buffers, layer_int, layer_float, ws_off, ws, False,
+                            False, 0, 0, r0, r1, 0, layer_int[l, L_UNITS])
+        h = layer_output(X, ws, ws_off, layer_int, l, n, False)
 
 
 @njit(**JIT)
@@ -121,75 +179,105 @@ def network_penalty(params, layer_int, l1, l2):
     return total
 
 
-@njit(**JIT)
-def network_loss(X, labels, targets, loss_code, params, buffers, layer_int, layer_float, ws_off, ws,
-                 training, update_stats, seed, step, l1, l2):
-    """Mean loss plus penalty, without gradients (the output gradient is still written to ws)."""
-    z = network_forward(X, params, buffers, layer_int, layer_float, ws_off, ws, training,
-                        update_stats, seed, step)
-    last = layer_int.shape[0] - 1
-    dz = _mat(ws, ws_off[last, W_DOUT], z.shape[0], z.shape[1])
-    loss = loss_forward_backward(dz, z, labels, targets, loss_code)
-    return loss + network_penalty(params, layer_int, l1, l2)
+# ------------------------------------------------------------------------------ backward
+
+@njit(**JIT_INTERNAL)
+def local_backward_block(l, params, grads, layer_int, layer_float, ws_off, ws, n, training, r0, r1,
+                         u0, u1):
+    """dpre of layer l from its output gradient (W_DOUT) on rows r0:r1, units u0:u1: dropout,
+    activation and batchnorm backward (batchnorm needs every row; it also writes dγ, dβ)."""
+    units = layer_int[l, L_UNITS]
+    code = layer_int[l, L_ACT]
+    pieces = layer_int[l, L_PIECES]
+    width = units * pieces
+    c0, c1 = u0 * pieces, u1 * pieces
+    alpha = layer_float[l, F_ALPHA]
+    pre = _mat(ws, ws_off[l, W_PRE], n, width)
+    act = _mat(ws, ws_off[l, W_ACT], n, units)
+    dpre = _mat(ws, ws_off[l, W_DPRE], n, width)
+    dout = _mat(ws, ws_off[l, W_DOUT], n, units)
+    if training and layer_int[l, L_DROPOUT]:
+        dropout_backward_block(dout, dout, _mat(ws, ws_off[l, W_MASK], n, units), r0, r1, u0, u1)
+    if code == MAXOUT:
+        maxout_backward_block(dpre, dout, pre, pieces, r0, r1, u0, u1)
+    else:
+        activation_backward_block(dpre, dout, pre, act, code, alpha, r0, r1, c0, c1)
+    if layer_int[l, L_BN]:
+        batchnorm_backward_cols(dpre, _vec(grads, layer_int[l, L_GAMMA], width),
+                                _vec(grads, layer_int[l, L_BETA], width), dpre,
+                                _mat(ws, ws_off[l, W_XHAT], n, width),
+                                _vec(params, layer_int[l, L_GAMMA], width),
+                                _vec(ws, ws_off[l, W_INVSTD], width), training, c0, c1)
 
 
-@njit(**JIT)
-def network_backward(X, params, grads, layer_int, layer_float, ws_off, ws, training, l1, l2):
-    """Backward pass of every layer from the output gradient already in ws (W_DOUT of the last
-    layer) into ``grads`` (same layout as ``params``), penalties included."""
+@njit(inline="always", **JIT)
+def backward_layer_part(t, parts, l, X, params, grads, layer_int, layer_float, ws_off, ws,
+                        training, l1, l2, partials):
+    """Thread t's share of layer l's backward, from a complete dpre of layer l: its block of dW
+    (+ penalty gradient), its columns of db, and (l > 0) its block of dh = dpre·Wᵀ followed by the
+    local backward of layer l-1 there. Adds the squared norm of the gradient entries it wrote
+    (and their penalty value) to partials[t]."""
     n = X.shape[0]
-    for l in range(layer_int.shape[0] - 1, -1, -1):
-        fan_in = layer_int[l, L_IN]
-        units = layer_int[l, L_UNITS]
-        code = layer_int[l, L_ACT]
-        pieces = layer_int[l, L_PIECES]
-        width = units * pieces
-        alpha = layer_float[l, F_ALPHA]
-        W = _mat(params, layer_int[l, L_W], fan_in, width)
-        dW = _mat(grads, layer_int[l, L_W], fan_in, width)
-        db = _vec(grads, layer_int[l, L_B], width)
-        pre = _mat(ws, ws_off[l, W_PRE], n, width)
-        act = _mat(ws, ws_off[l, W_ACT], n, units)
-        dpre = _mat(ws, ws_off[l, W_DPRE], n, width)
-        dout = _mat(ws, ws_off[l, W_DOUT], n, units)
-        if l == 0:
-            h = X
-            dh = dout  # unused: no input gradient for the first layer
-        else:
-            prev_units = layer_int[l - 1, L_UNITS]
-            h = _mat(ws, ws_off[l - 1, W_ACT], n, prev_units)
-            if training and layer_int[l - 1, L_DROPOUT]:
-                h = _mat(ws, ws_off[l - 1, W_OUT], n, prev_units)
-            dh = _mat(ws, ws_off[l - 1, W_DOUT], n, prev_units)
-        if training and layer_int[l, L_DROPOUT]:
-            dropout_backward(dout, dout, _mat(ws, ws_off[l, W_MASK], n, units))
-        if layer_int[l, L_BN]:
-            gamma = _vec(params, layer_int[l, L_GAMMA], width)
-            dgamma = _vec(grads, layer_int[l, L_GAMMA], width)
-            dbeta = _vec(grads, layer_int[l, L_BETA], width)
-            xhat = _mat(ws, ws_off[l, W_XHAT], n, width)
-            invstd = _vec(ws, ws_off[l, W_INVSTD], width)
-            activation_grad_into(dpre, dout, pre, act, code, alpha, pieces)
-            if training:
-                batchnorm_backward(dpre, dgamma, dbeta, dpre, xhat, gamma, invstd)
-            else:
-                batchnorm_backward_eval(dpre, dgamma, dbeta, dpre, xhat, gamma, invstd)
-            dense_backward(dh, dW, db, dpre, h, W, l > 0)
-        else:
-            dense_activation_backward(dh, dW, db, dpre, dout, h, W, pre, act, code, alpha, pieces,
-                                      l > 0)
+    fan_in = layer_int[l, L_IN]
+    width = layer_int[l, L_UNITS] * layer_int[l, L_PIECES]
+    W = _mat(params, layer_int[l, L_W], fan_in, width)
+    dW = _mat(grads, layer_int[l, L_W], fan_in, width)
+    db = _vec(grads, layer_int[l, L_B], width)
+    dpre = _mat(ws, ws_off[l, W_DPRE], n, width)
+    h = layer_output(X, ws, ws_off, layer_int, l - 1, n, training)
+    i0, i1, c0, c1 = split_block(ws_off[l, W_SPLIT_DW], fan_in, width, parts, t)
+    if i1 > i0 and c1 > c0:
+        weight_grad_block(dW, h, dpre, i0, i1, c0, c1)
         if l1 != 0.0 or l2 != 0.0:
-            size = fan_in * width
-            penalty_grad(_vec(grads, layer_int[l, L_W], size), _vec(params, layer_int[l, L_W], size),
-                         l1, l2)
+            partials[t, P_PENALTY] += penalty_block(dW, W, l1, l2, i0, i1, c0, c1)
+        partials[t, P_GRAD_SQ] += sum_squares_block(dW, i0, i1, c0, c1)
+    b0, b1 = part(width, parts, t, COL_ALIGN)
+    if b1 > b0:
+        bias_grad_cols(db, dpre, b0, b1)
+        partials[t, P_GRAD_SQ] += sum_squares(db[b0:b1])
+        if layer_int[l, L_BN]:
+            partials[t, P_GRAD_SQ] += sum_squares(grads[layer_int[l, L_GAMMA] + b0:
+                                                        layer_int[l, L_GAMMA] + b1])
+            partials[t, P_GRAD_SQ] += sum_squares(grads[layer_int[l, L_BETA] + b0:
+                                                        layer_int[l, L_BETA] + b1])
+    if l == 0:
+        return
+    dh = _mat(ws, ws_off[l - 1, W_DOUT], n, fan_in)
+    r0, r1, u0, u1 = split_block(ws_off[l, W_SPLIT_DX], n, fan_in, parts, t)
+    if r1 > r0 and u1 > u0:
+        input_grad_block(dh, dpre, W, r0, r1, u0, u1)
+        local_backward_block(l - 1, params, grads, layer_int, layer_float, ws_off, ws, n, training,
+                             r0, r1, u0, u1)
 
 
-@njit(**JIT)
-def network_loss_and_grad(X, labels, targets, loss_code, params, grads, buffers, layer_int,
-                          layer_float, ws_off, ws, training, update_stats, seed, step, l1, l2):
-    """Forward, loss, backward and penalties in one call; returns mean loss + penalty and fills
-    ``grads`` with its gradient."""
-    loss = network_loss(X, labels, targets, loss_code, params, buffers, layer_int, layer_float,
-                        ws_off, ws, training, update_stats, seed, step, l1, l2)
-    network_backward(X, params, grads, layer_int, layer_float, ws_off, ws, training, l1, l2)
-    return loss
+@njit(inline="always", **JIT)
+def loss_part(t, parts, labels, targets, loss_code, params, grads, layer_int, layer_float, ws_off,
+              ws, n, training, count, partials):
+    """Thread t's rows of the loss: their loss terms, output gradient (W_DOUT of the last layer),
+    accuracy counts (when ``count``) and, unless the last layer has batchnorm, its local backward
+    on those rows."""
+    last = layer_int.shape[0] - 1
+    units = layer_int[last, L_UNITS]
+    z = network_output(ws, ws_off, layer_int, n, training)
+    dz = _mat(ws, ws_off[last, W_DOUT], n, units)
+    r0, r1 = part(n, parts, t, ROW_ALIGN)
+    if r1 <= r0:
+        return
+    partials[t, P_LOSS] += loss_rows(dz, z, labels, targets, loss_code, r0, r1, n)
+    if count:
+        correct, counted = count_correct_rows(z, labels, targets, loss_code, r0, r1)
+        partials[t, P_CORRECT] += correct
+        partials[t, P_COUNTED] += counted
+    if not layer_int[last, L_BN]:
+        local_backward_block(last, params, grads, layer_int, layer_float, ws_off, ws, n, training,
+                             r0, r1, 0, units)
+
+
+@njit(inline="always", **JIT)
+def last_batchnorm_part(t, parts, params, grads, layer_int, layer_float, ws_off, ws, n, training):
+    """Thread t's units of the local backward of a last layer with batchnorm (every row)."""
+    last = layer_int.shape[0] - 1
+    u0, u1 = part(layer_int[last, L_UNITS], parts, t, COL_ALIGN)
+    if u1 > u0:
+        local_backward_block(last, params, grads, layer_int, layer_float, ws_off, ws, n, training,
+                             0, n, u0, u1)

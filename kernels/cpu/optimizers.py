@@ -23,9 +23,10 @@ Kernels: ``sgd_update``, ``adagrad_update``, ``rmsprop_update``, ``adam_update``
 import math
 
 import numpy as np
-from numba import njit
+from ..jit import njit
 
-from ..config import JIT
+from ..config import COL_ALIGN, JIT, JIT_INTERNAL
+from .blocks import part
 
 
 @njit(**JIT)
@@ -277,3 +278,21 @@ def optimizer_update(code, param, grad, s0, s1, s2, c, flag, init_buffer):
                     flag)
     else:
         rprop_update(param, grad, s0, s1, c[0], c[1], c[2], c[3])
+
+
+@njit(**JIT_INTERNAL)
+def optimizer_update_part(index, parts, params, grads, scale, code, s0, s1, s2, c, flag,
+                          init_buffer):
+    """Part ``index`` of ``parts`` of one update of (P,) arrays: the block's gradient scaled by
+    ``scale`` (gradient clipping; 1 leaves it), then :func:`optimizer_update` on the block (state
+    arrays that the variant does not use are empty and stay so)."""
+    lo, hi = part(params.shape[0], parts, index, COL_ALIGN)
+    if hi <= lo:
+        return
+    g = grads[lo:hi]
+    if scale != 1.0:
+        for i in range(hi - lo):
+            g[i] *= scale
+    optimizer_update(code, params[lo:hi], g, s0[lo:hi], s1[lo:hi], s2[lo:hi], c, flag,
+                     init_buffer)
+

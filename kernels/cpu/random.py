@@ -7,7 +7,7 @@ position — not on thread scheduling or on the order of calls. The mixing funct
 """
 
 import numpy as np
-from numba import njit
+from ..jit import njit
 
 from ..config import JIT
 

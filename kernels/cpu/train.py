@@ -1,112 +1,121 @@
-"""Whole-epoch training kernel: batch gather, forward, loss, backward, penalties, gradient
-clipping, the optimizer update and the metric accumulation of every step in one compiled call.
+"""The tasks of the CPU kernels and their one compiled entry point, :func:`team_member`.
 
-Shapes: X (n, d); labels (n,) int64 or empty; targets (n, C) or (0, C); order (n,) int64, the row
-order of the epoch; Xb (B, d), lb (B,), tb (B or 0, C) the batch buffers; params, grads (P,);
-coefficients (steps, N_COEFFICIENTS) the optimizer scalars of each step (see
-``optimizers.optimizer_update``). Batch k covers order[bounds[k]:bounds[k+1]].
-``ws`` is sized for the largest batch; ``ws_off_full`` lays it out for ``batch`` rows and
-``ws_off_last`` for the last batch's rows.
+Every kernel call — a forward pass, a loss, a gradient, a whole training epoch, one rank's step
+of data-parallel training — is a task: a sequence of phases (:mod:`.phases`) that the leader
+posts and a team of threads runs. The caller starts ``run.threads`` threads (the calling thread
+is member 0, the leader; see ``fastmlp._team``) and each calls ``team_member(t, task, ...)``; with
+one thread the leader runs everything alone. One entry point for every task means the kernels
+are compiled once per dtype.
 
-Returns (steps done, Σ batch loss · rows, correct, counted). Steps stop early — before the update —
-at the first NaN/inf loss or gradient, so the caller sees steps done < planned steps; the batchnorm
-running statistics that step's forward pass changed are put back, so parameters, statistics and
-optimizer state are exactly those after the last finite step.
+Tasks (records as in :mod:`.records`; results in ``work.result``):
+
+- ``FORWARD``: the forward pass over ``data.X`` (training or evaluation mode, ``run.training``);
+  the output stays in the workspace (``network.network_output``).
+- ``LOSS``: evaluation-mode forward and the mean loss + penalty → result[0].
+- ``GRADIENT``: forward, loss and backward of ``data.X`` → result[0] the mean loss + penalty,
+  ``work.grads`` the gradient.
+- ``EPOCH``: every step of an epoch over the rows ``data.order`` in batches ``data.bounds``:
+  gather, forward, loss, backward, penalties, clipping, optimizer update → result (steps done,
+  Σ batch loss · rows, correct, counted). A step stops before its update at the first NaN/inf
+  loss or gradient; the batchnorm statistics its forward changed are put back, so parameters,
+  statistics and optimizer state are exactly those after the last finite step. The rows of batch
+  k + 1 are gathered in the same phase as the update of step k.
+- ``LOCAL_GRADIENT``: gather the rows order[bounds[0]:bounds[1]] and their gradient → result
+  (loss, -, correct, counted).
+- ``UPDATE``: check ``work.grads`` (and ``work.shared[SHARED_LOSS]``) finite, clip and update with
+  ``opt.coefficients[0]`` → result[0] 1, or 0 (nothing changed) at a NaN/inf.
+
+(``LOSS`` and ``GRADIENT``/``LOCAL_GRADIENT`` put (loss, -, correct, counted) in the result.)
 """
 
 import math
 
-import numpy as np
-from numba import njit
+from ..config import JIT
+from ..jit import njit
+from .losses import loss_denominator
+from .network import L_BN, L_UNITS, network_penalty
+from .phases import (BACKWARD, FORWARD, FORWARD_ROWS, GATHER, GRAD_NORM, LAST_BATCHNORM, LOSS,
+                     UPDATE, batch_inputs, clip_scale, help_team, part_losses, part_sums,
+                     run_phase)
+from .team import SHARED_LOSS, SHARED_SCALE, finish
 
-from ..config import JIT, JIT_REDUCTION
-from .metrics import count_correct
-from .network import network_backward, network_loss, network_output
-from .optimizers import optimizer_update
-
-
-@njit(**JIT)
-def _gather(Xb, lb, tb, X, labels, targets, order, start, stop):
-    d = X.shape[1]
-    for r in range(stop - start):
-        i = order[start + r]
-        for j in range(d):
-            Xb[r, j] = X[i, j]
-        if labels.shape[0]:
-            lb[r] = labels[i]
-        if targets.shape[0]:
-            for j in range(targets.shape[1]):
-                tb[r, j] = targets[i, j]
+TASK_FORWARD, TASK_LOSS, TASK_GRADIENT, TASK_EPOCH, TASK_LOCAL_GRADIENT, TASK_UPDATE = range(6)
 
 
-@njit(**JIT_REDUCTION)
-def _finite_norm(grads):
-    """(all finite, ‖grads‖₂) in one pass."""
-    total = 0.0
-    for k in range(grads.shape[0]):
-        v = np.float64(grads[k])
-        total += v * v
-    return math.isfinite(total), math.sqrt(total)
+@njit(inline="always", **JIT)
+def _gradient_of(k, task, net, data, work, opt, run):
+    """Leader: the forward phases of batch k, then for the tasks that need them the loss and the
+    backward phases. Returns the mean loss + penalty (0 for TASK_FORWARD)."""
+    work.partials[:] = 0.0
+    n_layers = net.layer_int.shape[0]
+    forward_kind = FORWARD if run.training else FORWARD_ROWS
+    for l in range(n_layers if run.training else 1):
+        run_phase(forward_kind, l, k, net, data, work, opt, run)
+    if task == TASK_FORWARD:
+        return 0.0
+    run_phase(LOSS, 0, k, net, data, work, opt, run)
+    if task != TASK_LOSS:
+        if net.layer_int[n_layers - 1, L_BN]:
+            run_phase(LAST_BATCHNORM, 0, k, net, data, work, opt, run)
+        for l in range(n_layers - 1, -1, -1):
+            run_phase(BACKWARD, l, k, net, data, work, opt, run)
+    loss, penalty = part_losses(work, run.threads)
+    rows = batch_inputs(data, work, run, k)[0].shape[0]
+    units = net.layer_int[n_layers - 1, L_UNITS]
+    if task == TASK_LOSS:
+        penalty = network_penalty(net.params, net.layer_int, run.l1, run.l2)
+    return loss / loss_denominator(data.loss_code, rows, units) + penalty
 
 
-@njit(**JIT)
-def local_gradient(X, labels, targets, loss_code, order, start, stop, Xb, lb, tb, params, grads,
-                   buffers, layer_int, layer_float, ws_off, ws, seed, step, l1, l2):
-    """The gradient of one batch, rows order[start:stop] (m rows): gather, training forward (the
-    running statistics updated), mean loss + penalty, backward into ``grads``; returns
-    (loss, correct, counted) with the accuracy counts of the batch's output."""
-    m = stop - start
-    _gather(Xb, lb, tb, X, labels, targets, order, start, stop)
-    xb = Xb[:m]
-    lbm = lb[:m] if lb.shape[0] else lb
-    tbm = tb[:m] if tb.shape[0] else tb
-    loss = network_loss(xb, lbm, tbm, loss_code, params, buffers, layer_int, layer_float, ws_off,
-                        ws, True, True, seed, step, l1, l2)
-    network_backward(xb, params, grads, layer_int, layer_float, ws_off, ws, True, l1, l2)
-    correct, counted = count_correct(network_output(ws, ws_off, layer_int, m, True), lbm, tbm,
-                                     loss_code)
-    return loss, correct, counted
-
-
-@njit(**JIT)
-def apply_update(params, grads, loss, clip_norm, opt_code, s0, s1, s2, coefficients, opt_flag,
-                 opt_init):
-    """Checks the loss and ``grads`` are finite, clips ``grads`` to global L2 norm ``clip_norm``
-    (0: off) and applies the optimizer update with this step's ``coefficients`` row. Returns False,
-    without touching ``params`` or the optimizer state, when a value was NaN/inf."""
-    finite, norm = _finite_norm(grads)
-    if not (finite and math.isfinite(loss)):
-        return False
-    if clip_norm > 0.0 and norm > clip_norm:
-        scale = clip_norm / (norm + 1e-6)
-        for i in range(grads.shape[0]):
-            grads[i] *= scale
-    optimizer_update(opt_code, params, grads, s0, s1, s2, coefficients, opt_flag, opt_init)
-    return True
-
-
-@njit(**JIT)
-def train_epoch(X, labels, targets, loss_code, order, bounds, Xb, lb, tb, params, grads, buffers,
-                layer_int, layer_float, ws_off_full, ws_off_last, ws, seed, first_step, l1, l2,
-                clip_norm, opt_code, s0, s1, s2, opt_flag, opt_init, coefficients):
-    """One epoch of minibatch training; see the module docstring."""
-    steps = bounds.shape[0] - 1
+@njit(inline="always", **JIT)
+def _lead(task, net, data, work, opt, run):
+    """Leader: the phases of ``task`` and the decisions between them (module docstring)."""
+    epoch = task == TASK_EPOCH
+    steps = data.bounds.shape[0] - 1 if epoch else 1
     total = 0.0
     correct = 0
     counted = 0
-    saved = np.empty_like(buffers)  # the running statistics before the current step
+    done = steps
+    if (epoch and steps > 0) or task == TASK_LOCAL_GRADIENT:
+        run_phase(GATHER, 0, 0, net, data, work, opt, run)
     for k in range(steps):
-        start, stop = bounds[k], bounds[k + 1]
-        ws_off = ws_off_last if k == steps - 1 else ws_off_full
-        saved[:] = buffers
-        loss, c, n = local_gradient(X, labels, targets, loss_code, order, start, stop, Xb, lb, tb,
-                                    params, grads, buffers, layer_int, layer_float, ws_off, ws,
-                                    seed, first_step + k, l1, l2)
-        if not apply_update(params, grads, loss, clip_norm, opt_code, s0, s1, s2, coefficients[k],
-                            opt_flag, opt_init and k == 0):
-            buffers[:] = saved
-            return k, total, correct, counted
-        total += loss * (stop - start)
+        if task == TASK_UPDATE:
+            work.partials[:] = 0.0
+            run_phase(GRAD_NORM, 0, 0, net, data, work, opt, run)
+            loss = work.shared[SHARED_LOSS]
+        else:
+            if epoch:
+                work.saved[:] = net.buffers
+            loss = _gradient_of(k, task, net, data, work, opt, run)
+        grad_sq, c, m = part_sums(work, run.threads)
+        if not (epoch or task == TASK_UPDATE):
+            work.result[0] = loss
+            work.result[2] = c
+            work.result[3] = m
+            return
+        if not (math.isfinite(loss) and math.isfinite(grad_sq)):
+            if epoch:
+                net.buffers[:] = work.saved
+            done = k
+            break
         correct += c
-        counted += n
-    return steps, total, correct, counted
+        counted += m
+        work.shared[SHARED_SCALE] = clip_scale(math.sqrt(grad_sq), run.clip_norm)
+        run_phase(UPDATE, 0, k, net, data, work, opt, run)
+        total += loss * (data.bounds[k + 1] - data.bounds[k] if epoch else 1)
+    work.result[0] = done
+    work.result[1] = total
+    work.result[2] = correct
+    work.result[3] = counted
+
+
+@njit(**JIT)
+def team_member(t, task, net, data, work, opt, run):
+    """Member t of the team of a kernel call: the leader (t = 0) runs ``task`` (see the module
+    docstring) and then releases the helpers; a helper runs parts until then."""
+    if t == 0:
+        _lead(task, net, data, work, opt, run)
+        if run.threads > 1:
+            finish(work.sync)
+    else:
+        help_team(t, net, data, work, opt, run)

@@ -1,0 +1,61 @@
+"""Building the kernel records (``fastmlp.kernels.cpu.records``) from host arrays.
+
+Every field always has the same type (the model's float dtype, int64, float64, Python scalars),
+so one compiled specialization of each kernel serves every call; fields a call does not use get
+empty arrays of the right type.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels.cpu.network import N_PARTIALS
+from .kernels.cpu.optimizers import N_COEFFICIENTS
+from .kernels.cpu.records import Data, Network, Run, Update, Workspace
+from .kernels.cpu.team import N_SHARED, new_sync
+
+_EMPTY_INT = np.empty(0, dtype=np.int64)
+
+
+def network(params, buffers, layout):
+    return Network(params, buffers, layout.layer_int, layout.layer_float)
+
+
+def data(X, labels, targets, loss_code, order=_EMPTY_INT, bounds=_EMPTY_INT):
+    return Data(X, labels, targets, int(loss_code), order, bounds)
+
+
+def features_only(X, n_outputs):
+    """Data for a forward pass: the rows, no labels or targets."""
+    return Data(X, _EMPTY_INT, np.empty((0, n_outputs), dtype=X.dtype), 0, _EMPTY_INT, _EMPTY_INT)
+
+
+def workspace(ws, ws_off, threads, dtype, grads=None, batch=None, ws_off_last=None, saved=None):
+    """A Workspace record; ``batch`` = (Xb, lb, tb) buffers when the call gathers its batches."""
+    dtype = np.dtype(dtype)
+    empty = np.empty(0, dtype=dtype)
+    if batch is None:
+        batch = (np.empty((0, 0), dtype=dtype), _EMPTY_INT, np.empty((0, 0), dtype=dtype))
+    return Workspace(ws, ws_off, ws_off if ws_off_last is None else ws_off_last,
+                     empty if grads is None else grads, np.zeros((threads, N_PARTIALS)), *batch,
+                     empty if saved is None else saved, np.zeros(N_SHARED), new_sync(),
+                     np.zeros(4))
+
+
+def no_update(dtype):
+    """An Update record for calls that do not step an optimizer."""
+    empty = np.empty(0, dtype=dtype)
+    return Update(0, empty, empty, empty, False, False,
+                  np.zeros((1, N_COEFFICIENTS), dtype=dtype))
+
+
+def update(fused, coefficients):
+    """An Update record from ``Optimizer.fused_arguments`` and a coefficient table."""
+    code, s0, s1, s2, flag, init = fused
+    return Update(int(code), s0, s1, s2, bool(flag), bool(init), coefficients)
+
+
+def run(seed=0, first_step=0, l1=0.0, l2=0.0, clip_norm=0.0, threads=1, training=False,
+        update_stats=False, count=False, gathered=False):
+    return Run(int(seed), int(first_step), float(l1), float(l2), float(clip_norm), int(threads),
+               bool(training), bool(update_stats), bool(count), bool(gathered))

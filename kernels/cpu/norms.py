@@ -1,0 +1,33 @@
+"""Squared L2 norms of gradient blocks, for the finite check and the gradient clipping of a step.
+
+Each function returns Σ v² over its block, accumulated in float64; a NaN or inf anywhere in the
+block makes the result NaN or inf, so one sum per block serves both as the check and as the norm.
+The order of the terms may be reassociated (``JIT_REDUCTION``) so the loops vectorize.
+"""
+
+import numpy as np
+from ..jit import njit
+
+from ..config import JIT_REDUCTION, JIT_REDUCTION_INTERNAL
+
+
+@njit(**JIT_REDUCTION)
+def sum_squares(v):
+    """Σ v[k]² over a 1-D array."""
+    total = 0.0
+    for k in range(v.shape[0]):
+        x = np.float64(v[k])
+        total += x * x
+    return total
+
+
+@njit(**JIT_REDUCTION_INTERNAL)
+def sum_squares_block(A, r0, r1, c0, c1):
+    """Σ A[i, j]² over rows r0:r1 and columns c0:c1 of a 2-D array."""
+    total = 0.0
+    for i in range(r0, r1):
+        row = A[i, c0:c1]
+        for j in range(c1 - c0):
+            x = np.float64(row[j])
+            total += x * x
+    return total

@@ -1,0 +1,158 @@
+"""The phases of a whole-network kernel call, run by a team of threads (:mod:`.team`).
+
+A call is a sequence of phases, each cut into ``Run.threads`` parts (see :mod:`.network`):
+
+- ``GATHER``: rows of batch k copied into the batch buffers;
+- ``FORWARD`` (layer l): blocks of layer l's forward, in training mode;
+- ``FORWARD_ROWS``: blocks of rows through every layer, in evaluation mode;
+- ``LOSS``: blocks of rows of the loss, the output gradient and the last layer's local backward;
+- ``LAST_BATCHNORM``: blocks of units of a last layer with batchnorm, backward;
+- ``BACKWARD`` (layer l): blocks of dW, db and dh of layer l;
+- ``UPDATE``: blocks of parameters through the optimizer (and the rows of batch k + 1);
+- ``GRAD_NORM``: blocks of the squared gradient norm.
+
+The leader posts each phase and makes the decisions between them (finite checks, clipping);
+helpers run parts of whatever phase is posted. With one thread the leader runs every part
+itself, with no synchronization at all.
+
+The tasks that sequence these phases, and the one compiled entry point every thread of a call
+runs, are in :mod:`.train`.
+"""
+
+from ..config import COL_ALIGN, JIT, JIT_INTERNAL
+from ..jit import njit
+from .batch import gather_part
+from .blocks import part
+from .network import (P_COUNTED, P_CORRECT, P_GRAD_SQ, P_LOSS, P_PENALTY,
+                      backward_layer_part, forward_layer_part, forward_rows_part,
+                      last_batchnorm_part, layer_output, loss_part)
+from .norms import sum_squares
+from .optimizers import optimizer_update_part
+from .team import (DONE, POSTED, SHARED_SCALE, SLOT, atomic_add, claim, post, read_posted,
+                   wait_done)
+
+GATHER, FORWARD, FORWARD_ROWS, LOSS, LAST_BATCHNORM, BACKWARD, UPDATE, GRAD_NORM = range(8)
+
+
+@njit(inline="always", **JIT)
+def batch_inputs(data, work, run, k):
+    """(X, labels, targets) of batch k: the gathered buffers in an epoch, else Data's arrays."""
+    if run.gathered:
+        m = data.bounds[k + 1] - data.bounds[k]
+        return (work.Xb[:m], work.lb[:m] if work.lb.shape[0] else work.lb,
+                work.tb[:m] if work.tb.shape[0] else work.tb)
+    return data.X, data.labels, data.targets
+
+
+@njit(inline="always", **JIT)
+def layout_for(data, work, run, k):
+    """The workspace layout of batch k (the last batch of an epoch may be smaller)."""
+    if run.gathered and k == data.bounds.shape[0] - 2:
+        return work.ws_off_last
+    return work.ws_off
+
+
+@njit(**JIT_INTERNAL)
+def do_part(kind, index, parts, layer, k, net, data, work, opt, run):
+    """Part ``index`` of ``parts`` of phase ``kind`` for layer ``layer`` and batch ``k``."""
+    X, labels, targets = batch_inputs(data, work, run, k)
+    ws_off = layout_for(data, work, run, k)
+    n = X.shape[0]
+    if kind == FORWARD:
+        h = layer_output(X, work.ws, ws_off, net.layer_int, layer - 1, n, True)
+        forward_layer_part(index, parts, layer, h, net.params, net.buffers, net.layer_int,
+                           net.layer_float, ws_off, work.ws, True, run.update_stats, run.seed,
+                           run.first_step + k)
+    elif kind == FORWARD_ROWS:
+        forward_rows_part(index, parts, X, net.params, net.buffers, net.layer_int,
+                          net.layer_float, ws_off, work.ws)
+    elif kind == LOSS:
+        loss_part(index, parts, labels, targets, data.loss_code, net.params, work.grads,
+                  net.layer_int, net.layer_float, ws_off, work.ws, n, run.training, run.count,
+                  work.partials)
+    elif kind == LAST_BATCHNORM:
+        last_batchnorm_part(index, parts, net.params, work.grads, net.layer_int, net.layer_float,
+                            ws_off, work.ws, n, run.training)
+    elif kind == BACKWARD:
+        backward_layer_part(index, parts, layer, X, net.params, work.grads, net.layer_int,
+                            net.layer_float, ws_off, work.ws, run.training, run.l1, run.l2,
+                            work.partials)
+    elif kind == GATHER:
+        gather_part(index, parts, work.Xb, work.lb, work.tb, data.X, data.labels, data.targets,
+                    data.order, data.bounds[k], data.bounds[k + 1])
+    elif kind == UPDATE:
+        optimizer_update_part(index, parts, net.params, work.grads, work.shared[SHARED_SCALE],
+                              opt.code, opt.s0, opt.s1, opt.s2, opt.coefficients[k], opt.flag,
+                              opt.init and k == 0)
+        if run.gathered and k + 2 < data.bounds.shape[0]:
+            gather_part(index, parts, work.Xb, work.lb, work.tb, data.X, data.labels,
+                        data.targets, data.order, data.bounds[k + 1], data.bounds[k + 2])
+    elif kind == GRAD_NORM:
+        lo, hi = part(work.grads.shape[0], parts, index, COL_ALIGN)
+        work.partials[index, P_GRAD_SQ] = sum_squares(work.grads[lo:hi])
+
+
+@njit(inline="always", **JIT)
+def run_phase(kind, layer, k, net, data, work, opt, run):
+    """Leader: run one phase, with the team when there is one, and wait for all its parts."""
+    parts = run.threads
+    if parts == 1:
+        do_part(kind, 0, 1, layer, k, net, data, work, opt, run)
+        return
+    sync = work.sync
+    generation = sync[POSTED * SLOT] + 1
+    post(sync, generation, kind, layer, k, parts)
+    for index in range(parts):
+        if claim(sync, index, generation):
+            do_part(kind, index, parts, layer, k, net, data, work, opt, run)
+            atomic_add(sync, DONE, 1)
+    wait_done(sync, parts)
+
+
+@njit(inline="always", **JIT)
+def help_team(t, net, data, work, opt, run):
+    """Helper t: run parts of the posted phases (its own part first) until the leader finishes."""
+    sync = work.sync
+    last = 0
+    while True:
+        generation, kind, layer, k, parts = read_posted(sync, last)
+        if generation < 0:
+            return
+        for j in range(parts):
+            index = (t + j) % parts
+            if claim(sync, index, generation):
+                do_part(kind, index, parts, layer, k, net, data, work, opt, run)
+                atomic_add(sync, DONE, 1)
+        last = generation
+
+
+@njit(inline="always", **JIT)
+def part_losses(work, threads):
+    """(Σ loss terms, Σ penalty) over the parts."""
+    loss = 0.0
+    penalty = 0.0
+    for t in range(threads):
+        loss += work.partials[t, P_LOSS]
+        penalty += work.partials[t, P_PENALTY]
+    return loss, penalty
+
+
+@njit(inline="always", **JIT)
+def part_sums(work, threads):
+    """(Σ squared gradient norm, Σ correct, Σ counted) over the parts."""
+    grad_sq = 0.0
+    correct = 0
+    counted = 0
+    for t in range(threads):
+        grad_sq += work.partials[t, P_GRAD_SQ]
+        correct += int(work.partials[t, P_CORRECT])
+        counted += int(work.partials[t, P_COUNTED])
+    return grad_sq, correct, counted
+
+
+@njit(inline="always", **JIT)
+def clip_scale(norm, clip_norm):
+    """The factor that brings a gradient of L2 norm ``norm`` to ``clip_norm`` (0: off), else 1."""
+    if clip_norm > 0.0 and norm > clip_norm:
+        return clip_norm / (norm + 1e-6)
+    return 1.0
