@@ -9,8 +9,9 @@ that BLAS to one thread for the duration of a kernel call and restores its setti
 concurrent calls from several Python threads share one reference count, so the last one out
 restores it.
 
-The library is found among the shared objects mapped into the process (``/proc/self/maps``) by
-the thread-control function it exports (OpenBLAS, including the builds bundled with SciPy and
+The library is the one ``scipy.linalg.cython_blas`` links (its thread-control function is looked
+up through that module's own handle), else any found among the shared objects mapped into the
+process (``/proc/self/maps``) by the thread-control function it exports (OpenBLAS, including the builds bundled with SciPy and
 NumPy wheels, and MKL); elsewhere threadpoolctl, when installed, names it. When none can be
 controlled, :func:`blas_controlled` is False and the kernels run on one thread, leaving the BLAS
 its own threads.
@@ -63,10 +64,17 @@ def _mapped_libraries():
 
 
 def _find_controls():
-    """[(get, set)] ctypes functions of every BLAS found in the process (SciPy's among them)."""
-    import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS the kernels call)
+    """[(get, set)] ctypes functions of the BLAS the kernels call: looked up through the handle of
+    ``scipy.linalg.cython_blas`` itself (its dependencies are searched, so this finds the library
+    it forwards to), else of every BLAS found in the process."""
+    import scipy.linalg.cython_blas as cython_blas
+    own = _controls_in([cython_blas.__file__])
+    return own or _controls_in(_mapped_libraries())
+
+
+def _controls_in(paths):
     found = []
-    for path in _mapped_libraries():
+    for path in paths:
         try:
             lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
         except OSError:
@@ -97,9 +105,13 @@ def blas_controlled():
 
 @contextlib.contextmanager
 def single_threaded_blas():
-    """Run the block with every controllable BLAS at one thread; restore the counts after."""
+    """Run the block with the kernels' BLAS at one thread; restore its count after (nothing is
+    done when it cannot be controlled)."""
     global _users, _saved
     controls = _get_controls()
+    if not controls:
+        yield
+        return
     with _lock:
         if _users == 0:
             _saved = [getter() for getter, _ in controls]

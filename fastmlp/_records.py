@@ -30,14 +30,14 @@ def features_only(X, n_outputs):
     return Data(X, _EMPTY_INT, np.empty((0, n_outputs), dtype=X.dtype), 0, _EMPTY_INT, _EMPTY_INT)
 
 
-def workspace(ws, ws_off, threads, dtype, grads=None, batch=None, ws_off_last=None, saved=None):
+def workspace(ws, ws_off, parts, dtype, grads=None, batch=None, ws_off_last=None, saved=None):
     """A Workspace record; ``batch`` = (Xb, lb, tb) buffers when the call gathers its batches."""
     dtype = np.dtype(dtype)
     empty = np.empty(0, dtype=dtype)
     if batch is None:
         batch = (np.empty((0, 0), dtype=dtype), _EMPTY_INT, np.empty((0, 0), dtype=dtype))
     return Workspace(ws, ws_off, ws_off if ws_off_last is None else ws_off_last,
-                     empty if grads is None else grads, np.zeros((threads, N_PARTIALS)), *batch,
+                     empty if grads is None else grads, np.zeros((parts, N_PARTIALS)), *batch,
                      empty if saved is None else saved, np.zeros(N_SHARED), new_sync(),
                      np.zeros(4))
 
@@ -55,7 +55,8 @@ def update(fused, coefficients):
     return Update(int(code), s0, s1, s2, bool(flag), bool(init), coefficients)
 
 
-def run(seed=0, first_step=0, l1=0.0, l2=0.0, clip_norm=0.0, threads=1, training=False,
+def run(seed=0, first_step=0, l1=0.0, l2=0.0, clip_norm=0.0, parts=1, training=False,
         update_stats=False, count=False, gathered=False):
-    return Run(int(seed), int(first_step), float(l1), float(l2), float(clip_norm), int(threads),
+    """A Run record; ``members`` is left at 1 for ``_team.run_task`` to choose."""
+    return Run(int(seed), int(first_step), float(l1), float(l2), float(clip_norm), int(parts), 1,
                bool(training), bool(update_stats), bool(count), bool(gathered))

@@ -9,7 +9,10 @@ array (a fresh one per call, so a helper that arrives after its call ended only 
 returned by then, and a helper still busy with an earlier call simply joins this one late (the
 leader runs every part nobody has claimed).
 
-While the team runs, the BLAS behind the kernels is single-threaded (``_blas_threads``).
+While a task runs — on one thread too — the BLAS behind the kernels is single-threaded
+(``_blas_threads``): a BLAS starting threads of its own next to the kernels' would fight them for
+the cores, and its threads stall badly when other processes keep the cores busy (a 40-256-256-10
+step was measured 40–80× slower with 2 BLAS threads under two CPU-bound processes).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import threading
 from ._blas_threads import single_threaded_blas
 from .kernels.cpu.team import new_sync
 from .kernels.cpu.train import team_member
+from .threads import team_members
 
 _pool_lock = threading.Lock()
 _helpers = []  # queue per pool thread; pool thread i runs member i + 1
@@ -42,17 +46,17 @@ def _helper_queue(index):
         return _helpers[index]
 
 
-def run_task(task, net, data, work, opt, run):
-    """Run kernel task ``task`` with ``run.threads`` members; returns ``work`` (its ``result``
-    holds the task's scalars)."""
-    threads = run.threads
-    if threads == 1:
-        team_member(0, task, net, data, work, opt, run)
-        return work
-    work = work._replace(sync=new_sync())
+def run_task(task, net, data, work, opt, run, members=None):
+    """Run kernel task ``task``, its phases cut into ``run.parts`` parts, on ``members`` threads
+    (default :func:`fastmlp.threads.team_members`); returns ``work`` (its ``result`` holds the
+    task's scalars)."""
+    members = team_members(run.parts) if members is None else max(1, min(members, run.parts))
+    run = run._replace(members=members)
+    if members > 1:
+        work = work._replace(sync=new_sync())
     arguments = (task, net, data, work, opt, run)
     with single_threaded_blas():
-        for member in range(1, threads):
+        for member in range(1, members):
             _helper_queue(member - 1).put((member, arguments))
         team_member(0, *arguments)
     return work

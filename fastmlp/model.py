@@ -20,7 +20,7 @@ from .kernels.cpu import network as net
 from .kernels.cpu import train as tasks
 from .layers import RELU_FAMILY, Dense
 from .preprocessing import Standardizer
-from .threads import kernel_threads
+from .threads import kernel_parts
 from .losses import CLASSIFICATION_LOSSES, LABEL_LOSSES, check_loss_name, prepare_targets
 
 DEVICES = ("cpu", "cuda")
@@ -176,21 +176,22 @@ class MLP:
         return self.loss in CLASSIFICATION_LOSSES
 
     # ----------------------------------------------------------------- kernel plumbing
-    def _threads(self, rows, backward=False):
-        """Threads for a CPU pass over ``rows`` rows (forward, or forward + backward)."""
-        return kernel_threads(rows * self._layout.macs_per_row * (3 if backward else 1))
+    def _parts(self, rows, backward=False):
+        """Parts the phases of a CPU pass over ``rows`` rows (forward, or forward + backward) are
+        cut into."""
+        return kernel_parts(rows * self._layout.macs_per_row * (3 if backward else 1))
 
-    def _workspace(self, batch_size, threads=1):
+    def _workspace(self, batch_size, parts=1):
         """(ws_off, ws) for ``batch_size`` rows, allocated once and reused (a few sizes kept)."""
-        return self._cached_workspace(self._workspaces, batch_size, np.zeros, threads)
+        return self._cached_workspace(self._workspaces, batch_size, np.zeros, parts)
 
-    def _cached_workspace(self, cache, batch_size, zeros, threads=1):
-        """(ws_off, zeros(size, dtype)) for ``batch_size`` rows (planned for ``threads``) from the
+    def _cached_workspace(self, cache, batch_size, zeros, parts=1):
+        """(ws_off, zeros(size, dtype)) for ``batch_size`` rows (planned for ``parts``) from the
         OrderedDict ``cache``, which keeps the _MAX_CACHED_WORKSPACES layouts used last."""
-        key = (batch_size, threads)
+        key = (batch_size, parts)
         entry = cache.get(key)
         if entry is None:
-            ws_off, size = workspace_layout(self._layout.layer_int, batch_size, threads)
+            ws_off, size = workspace_layout(self._layout.layer_int, batch_size, parts)
             entry = cache[key] = (ws_off, zeros(size, dtype=self.dtype))
             while len(cache) > _MAX_CACHED_WORKSPACES:
                 cache.popitem(last=False)
@@ -214,11 +215,11 @@ class MLP:
         return records.network(self._params, self._buffers, self._layout)
 
     def _forward_rows(self, X, training, update_stats, step):
-        threads = self._threads(X.shape[0])
-        ws_off, ws = self._workspace(X.shape[0], threads)
+        parts = self._parts(X.shape[0])
+        ws_off, ws = self._workspace(X.shape[0], parts)
         run_task(tasks.TASK_FORWARD, self._network(), records.features_only(X, self.n_outputs),
-                 records.workspace(ws, ws_off, threads, self.dtype), records.no_update(self.dtype),
-                 records.run(self.seed, step, threads=threads, training=training,
+                 records.workspace(ws, ws_off, parts, self.dtype), records.no_update(self.dtype),
+                 records.run(self.seed, step, parts=parts, training=training,
                              update_stats=update_stats))
         return net.network_output(ws, ws_off, self._layout.layer_int, X.shape[0], training)
 
@@ -378,13 +379,13 @@ class MLP:
                 self._download(params=False)
             return float(loss), views(d_grads.copy_to_host(), lay.param_slots)
         grads = np.empty_like(self._params)
-        threads = self._threads(X.shape[0], backward=True)
-        ws_off, ws = self._workspace(X.shape[0], threads)
+        parts = self._parts(X.shape[0], backward=True)
+        ws_off, ws = self._workspace(X.shape[0], parts)
         work = run_task(tasks.TASK_GRADIENT, self._network(),
                         records.data(X, labels, targets, code),
-                        records.workspace(ws, ws_off, threads, self.dtype, grads=grads),
+                        records.workspace(ws, ws_off, parts, self.dtype, grads=grads),
                         records.no_update(self.dtype),
-                        records.run(self.seed, step, l1, l2, threads=threads, training=training,
+                        records.run(self.seed, step, l1, l2, parts=parts, training=training,
                                     update_stats=training))
         return float(work.result[0]), views(grads, lay.param_slots)
 
@@ -397,13 +398,13 @@ class MLP:
         if training:
             self._check_training_batch(X.shape[0])
             step = self._next_dropout_step(dropout_step)
-            threads = self._threads(X.shape[0])
-            ws_off, ws = self._workspace(X.shape[0], threads)
+            parts = self._parts(X.shape[0])
+            ws_off, ws = self._workspace(X.shape[0], parts)
             work = run_task(tasks.TASK_LOSS, self._network(),
                             records.data(X, labels, targets, code),
-                            records.workspace(ws, ws_off, threads, self.dtype),
+                            records.workspace(ws, ws_off, parts, self.dtype),
                             records.no_update(self.dtype),
-                            records.run(self.seed, step, l1, l2, threads=threads, training=True,
+                            records.run(self.seed, step, l1, l2, parts=parts, training=True,
                                         update_stats=True))
             return float(work.result[0])
         loss, _ = self._evaluation_loss_and_output(X, labels, targets, code)
@@ -418,14 +419,14 @@ class MLP:
         total = 0.0
         for start in range(0, n, EVAL_CHUNK_ROWS):
             stop = min(start + EVAL_CHUNK_ROWS, n)
-            threads = self._threads(stop - start)
-            ws_off, ws = self._workspace(stop - start, threads)
+            parts = self._parts(stop - start)
+            ws_off, ws = self._workspace(stop - start, parts)
             chunk_labels = labels[start:stop] if labels.size else labels
             chunk_targets = targets[start:stop] if targets.size else targets
             work = run_task(tasks.TASK_LOSS, self._network(),
                             records.data(X[start:stop], chunk_labels, chunk_targets, code),
-                            records.workspace(ws, ws_off, threads, self.dtype),
-                            records.no_update(self.dtype), records.run(self.seed, threads=threads))
+                            records.workspace(ws, ws_off, parts, self.dtype),
+                            records.no_update(self.dtype), records.run(self.seed, parts=parts))
             part = float(work.result[0])
             out[start:stop] = net.network_output(ws, ws_off, lay.layer_int, stop - start, False)
             total += part * (stop - start)

@@ -77,6 +77,7 @@ from .kernels.cpu.network import network_penalty
 from ._team import run_task
 from .kernels.cpu.team import SHARED_LOSS
 from .kernels.cpu.train import TASK_LOCAL_GRADIENT, TASK_UPDATE
+from .threads import team_members, usable_cores
 from .trainer import Trainer
 
 __all__ = ["DistributedTrainer", "Communicator", "DistributedError", "DistributedTimeoutError",
@@ -236,6 +237,8 @@ class DistributedTrainer(Trainer):
             raise ValueError(f"DistributedTrainer trains CPU models; got a model on "
                              f"device={model.device!r}")
         self.abort_on_error = bool(abort_on_error)
+        # the ranks on one machine share its cores: each rank's kernels use at most its share
+        self._members = default_threads(self.comm.comm)
         self._agreed = False
         self._local_cache = None
 
@@ -337,7 +340,7 @@ class DistributedTrainer(Trainer):
             "ws": np.zeros(ws_size, dtype=model.dtype),
             "pack": pack, "grads": pack[:P], "stats": pack[P:], "scalars": np.zeros(3),
             "saved": np.empty_like(model._buffers),
-            "threads": model._threads(rows, backward=True),
+            "parts": model._parts(rows, backward=True),
             "no_data": records.features_only(np.empty((0, X.shape[1]), dtype=model.dtype),
                                              model.n_outputs),
         }
@@ -370,9 +373,9 @@ class DistributedTrainer(Trainer):
             lo, hi = self._part(start, stop)
             work = buf["works"].get(hi - lo)
             if work is None:
-                ws_off = workspace_layout(lay.layer_int, hi - lo, buf["threads"])[0]
+                ws_off = workspace_layout(lay.layer_int, hi - lo, buf["parts"])[0]
                 work = buf["works"][hi - lo] = records.workspace(
-                    buf["ws"], ws_off, buf["threads"], model.dtype, grads=buf["grads"],
+                    buf["ws"], ws_off, buf["parts"], model.dtype, grads=buf["grads"],
                     batch=(buf["Xb"], buf["lb"], buf["tb"]))
             buf["saved"][...] = model._buffers
             step = (self._sync_step if sync else self._local_step)
@@ -382,7 +385,8 @@ class DistributedTrainer(Trainer):
             work = run_task(TASK_UPDATE, model._network(), buf["no_data"], work,
                             records.update((opt_code, s0, s1, s2, flag, init and k == 0),
                                            coefficients[k:k + 1]),
-                            records.run(threads=buf["threads"], clip_norm=clip))
+                            records.run(parts=buf["parts"], clip_norm=clip),
+                            min(self._members, team_members(buf["parts"])))
             updated = work.result[0] == 1
             if not updated:
                 model._buffers[...] = buf["saved"]  # as after the last finite step
@@ -408,8 +412,9 @@ class DistributedTrainer(Trainer):
                         records.data(X, labels, targets, code, order,
                                      np.array([lo, hi], dtype=np.int64)),
                         work, records.no_update(model.dtype),
-                        records.run(seed, step, self.l1, self.l2, threads=buf["threads"],
-                                    training=True, update_stats=True, count=True, gathered=True))
+                        records.run(seed, step, self.l1, self.l2, parts=buf["parts"],
+                                    training=True, update_stats=True, count=True, gathered=True),
+                        min(self._members, team_members(buf["parts"])))
         loss, correct, counted = (float(work.result[0]), int(work.result[2]),
                                   int(work.result[3]))
         if self.size == 1:
@@ -454,8 +459,8 @@ class DistributedTrainer(Trainer):
 
 
 def default_threads(comm=None):
-    """BLAS/Numba threads per rank that share this machine's cores among its ranks."""
-    return max(1, (os.cpu_count() or 1) // local_size(comm))
+    """Kernel threads per rank that share this machine's usable cores among its ranks."""
+    return max(1, usable_cores() // local_size(comm))
 
 
 def find_mpiexec():

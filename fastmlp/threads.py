@@ -6,9 +6,10 @@ optimizer sweep — into one block per thread; each thread calls the BLAS on its
 BLAS itself runs single-threaded (:mod:`fastmlp._blas_threads`). Two pools running side by side
 made a step 9–80× slower on a 2-core machine.
 
-:func:`kernel_threads` chooses the count for a call from its work: Numba's thread count, at most
-the cores this process may run on (its CPU affinity), and 1 for work too small to share (a
-parallel region costs about 1.5 µs) or when the BLAS cannot be made single-threaded.
+:func:`kernel_parts` cuts each phase of a call into parts by its work (1 for small work, else one
+per usable core: the results depend on this only); :func:`team_members` chooses how many threads
+run those parts now: Numba's thread count, at most the cores this process may run on (its CPU
+affinity) that other processes leave idle, and 1 when the BLAS cannot be made single-threaded.
 
 ``set_num_threads(n)`` sets both pools to n threads: Numba's (``numba.set_num_threads``), which
 caps the kernels, and every BLAS library loaded in the process (through threadpoolctl, which ships
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 
 import numba
@@ -30,6 +32,7 @@ from ._validation import check_int
 # Work (multiply-adds of one call's matrix products) below which a call runs on one thread;
 # measured on a 2-core AMD EPYC: a 40-100-100-10 step on 100 rows (about 1.5 M) still gains.
 MIN_PARALLEL_MACS = 1 << 19
+MAX_PARTS = 16
 
 
 def usable_cores():
@@ -40,14 +43,83 @@ def usable_cores():
         return max(1, os.cpu_count() or 1)
 
 
-def kernel_threads(macs):
-    """Threads for one kernel call whose matrix products do ``macs`` multiply-adds."""
+def kernel_parts(macs):
+    """How many parts the phases of a kernel call whose matrix products do ``macs`` multiply-adds
+    are cut into: 1 for small work, else the usable cores (at most MAX_PARTS). It depends on the
+    work and the machine only, never on the load or the thread setting, so a run's results do
+    not change with them."""
     if macs < MIN_PARALLEL_MACS:
         return 1
-    threads = min(numba.get_num_threads(), usable_cores())
-    if threads > 1 and not blas_controlled():
+    return min(MAX_PARTS, usable_cores())
+
+
+def _numba_threads():
+    """Numba's thread count, without starting Numba's own thread pool when nothing has yet."""
+    from numba.np.ufunc import parallel
+    if parallel._is_initialized:
+        return numba.get_num_threads()
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def team_members(parts):
+    """Threads to run ``parts`` parts with now: at most Numba's thread count (``set_num_threads``)
+    and the usable cores that other processes leave idle (:func:`busy_cores`); 1 when the BLAS
+    cannot be made single-threaded."""
+    if parts == 1:
         return 1
-    return threads
+    members = min(parts, _numba_threads(), usable_cores())
+    if members > 1 and not blas_controlled():
+        return 1
+    if members > 1:
+        members = max(1, min(members, usable_cores() - busy_cores()))
+    return members
+
+
+# Load sampling: (wall time, busy jiffies of the whole machine, this process's CPU seconds) of the
+# last sample and the estimate made from it.
+_LOAD_INTERVAL_S = 0.25
+_load = {"sample": None, "busy": 0}
+
+
+def _machine_sample():
+    """(monotonic time, busy jiffies of all CPUs, this process's CPU seconds), or None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    values = [int(v) for v in fields[1:9]]
+    idle = values[3] + values[4]  # idle + iowait
+    times = os.times()
+    return time.monotonic(), sum(values) - idle, times.user + times.system
+
+
+def busy_cores():
+    """Cores kept busy by other processes: from /proc/stat over the last ≥ 0.25 s (the first
+    call looks at the run queue in /proc/loadavg instead), rounded down; 0 where the OS does not
+    tell. A team of threads next to CPU-bound neighbours spends its time waiting for its slowest
+    member, so the kernels use the cores left idle."""
+    sample = _machine_sample()
+    if sample is None:
+        return 0
+    last = _load["sample"]
+    if last is None:
+        _load["sample"] = sample
+        try:
+            with open("/proc/loadavg", encoding="ascii") as fh:
+                running = int(fh.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            running = 1
+        _load["busy"] = max(0, running - 1)
+        return _load["busy"]
+    elapsed = sample[0] - last[0]
+    if elapsed >= _LOAD_INTERVAL_S:
+        hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        machine = (sample[1] - last[1]) / hz / elapsed
+        own = (sample[2] - last[2]) / elapsed
+        _load["busy"] = max(0, int(machine - own + 0.25))
+        _load["sample"] = sample
+    return _load["busy"]
 
 
 def _controller():

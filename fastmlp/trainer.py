@@ -168,25 +168,25 @@ class Trainer:
         model = self.model
         sizes = np.diff(bounds)
         rows = int(sizes.max())
-        threads = model._threads(int(sizes[0]), backward=True) if model.device == "cpu" else 1
+        parts = model._parts(int(sizes[0]), backward=True) if model.device == "cpu" else 1
         key = (X.shape[1], int(sizes[0]), int(sizes[-1]), rows, bool(labels.size),
-               targets.shape[1] if targets.shape[0] else 0, threads)
+               targets.shape[1] if targets.shape[0] else 0, parts)
         cached = self._buffers_cache
         if cached is not None and cached[0] == key:
             return cached[1]
         layer_int = model._layout.layer_int
-        ws_off_full, _ = workspace_layout(layer_int, int(sizes[0]), threads)
-        ws_off_last, _ = workspace_layout(layer_int, int(sizes[-1]), threads)
+        ws_off_full, _ = workspace_layout(layer_int, int(sizes[0]), parts)
+        ws_off_last, _ = workspace_layout(layer_int, int(sizes[-1]), parts)
         _, ws_size = workspace_layout(layer_int, rows)
         if self._grads is None and model.device == "cpu":
             self._grads = np.zeros_like(model._params)
         batch = (np.empty((rows, X.shape[1]), dtype=model.dtype),
                  np.empty(rows if labels.size else 0, dtype=np.int64),
                  np.empty((rows if targets.shape[0] else 0, targets.shape[1]), dtype=model.dtype))
-        buffers = (records.workspace(np.zeros(ws_size, dtype=model.dtype), ws_off_full, threads,
+        buffers = (records.workspace(np.zeros(ws_size, dtype=model.dtype), ws_off_full, parts,
                                      model.dtype, grads=self._grads, batch=batch,
                                      ws_off_last=ws_off_last, saved=np.empty_like(model._buffers)),
-                   threads)
+                   parts)
         self._buffers_cache = (key, buffers)
         return buffers
 
@@ -271,7 +271,7 @@ class Trainer:
         model, lay, opt = self.model, self.model._layout, self.optimizer
         n = X.shape[0]
         order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-        work, threads = self._epoch_buffers(X, labels, targets, bounds)
+        work, parts = self._epoch_buffers(X, labels, targets, bounds)
         steps = bounds.shape[0] - 1
         fused = opt.fused_arguments(_FLAT_KEY, model._params)
         coefficients = opt.coefficient_table(_FLAT_KEY, steps, model.dtype)
@@ -279,7 +279,7 @@ class Trainer:
                         records.data(X, labels, targets, code, order.astype(np.int64), bounds),
                         work, records.update(fused, coefficients),
                         records.run(model.seed, model.dropout_step, self.l1, self.l2,
-                                    0.0 if self.clip_norm is None else self.clip_norm, threads,
+                                    0.0 if self.clip_norm is None else self.clip_norm, parts,
                                     training=True, update_stats=True, count=True, gathered=True))
         done, total, correct, counted = (int(work.result[0]), float(work.result[1]),
                                          int(work.result[2]), int(work.result[3]))

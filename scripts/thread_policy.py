@@ -1,9 +1,9 @@
 """Measure how the thread count of BLAS and Numba affects a fastmlp training step.
 
 For each configuration (layer sizes, batch) it times one training step (forward, cross-entropy,
-backward, Adam update: a one-batch epoch of the fused kernel) with 1 thread and with every core, and
-prints a markdown table of medians. The fused kernels are serial Numba loops around BLAS calls, so
-"threads" here is the BLAS pool (and Numba's, set to the same number by ``fm.num_threads``).
+backward, Adam update) inside whole epochs with 1 thread and with every core (``fm.num_threads``,
+which caps the kernels' team of threads; their BLAS calls are single-threaded either way), and
+prints a markdown table of medians.
 
     python scripts/thread_policy.py            # the three reference configurations
     python scripts/thread_policy.py --quick    # small, for CI
@@ -24,28 +24,32 @@ CONFIGS = {"40-256-256-10/32": ((40, 256, 256, 10), 32),
            "1024-4096-4096-10/512": ((1024, 4096, 4096, 10), 512)}
 
 
-def step_time(sizes, batch, dtype, repeats, min_seconds):
-    """Median seconds of one training step (a one-batch epoch of the fused trainer)."""
+def step_time(sizes, batch, dtype, repeats, min_seconds, steps=20):
+    """Median seconds of one training step inside whole epochs of ``steps`` batches
+    (``Trainer.fit``, one epoch per call, no shuffling)."""
     rng = np.random.default_rng(0)
     layers = [fm.Dense(u, "relu") for u in sizes[1:-1]] + [fm.Dense(sizes[-1])]
     model = fm.MLP(sizes[0], layers, dtype=dtype, seed=0)
-    X = rng.normal(size=(batch, sizes[0])).astype(dtype)
-    y = rng.integers(0, sizes[-1], batch)
+    X = rng.normal(size=(batch * steps, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], batch * steps)
     trainer = fm.Trainer(model, fm.Adam(1e-3), batch_size=batch, epochs=0, shuffle=False,
                          progress=False)
-    X, labels, targets, code = trainer._prepare(X, y)
-    bounds = trainer._batches(batch)
-    trainer._run_epoch(X, labels, targets, code, bounds)  # compile and warm up
+
+    def epoch():
+        trainer.epochs += 1
+        trainer.fit(X, y)
+
+    epoch()  # compile and warm up
     samples = []
     for _ in range(repeats):
         count, began = 0, time.perf_counter()
         while True:
-            trainer._run_epoch(X, labels, targets, code, bounds)
+            epoch()
             count += 1
             elapsed = time.perf_counter() - began
             if elapsed >= min_seconds:
                 break
-        samples.append(elapsed / count)
+        samples.append(elapsed / count / steps)
     return statistics.median(samples)
 
 

@@ -14,47 +14,48 @@ def _network(params, buffers, layer_int, layer_float):
 
 
 def network_forward(X, params, buffers, layer_int, layer_float, ws_off, ws, training,
-                    update_stats, seed, step, threads=1):
+                    update_stats, seed, step, parts=1, members=None):
     run_task(tasks.TASK_FORWARD, _network(params, buffers, layer_int, layer_float),
              records.features_only(X, int(layer_int[-1, 1])),
-             records.workspace(ws, ws_off, threads, X.dtype), records.no_update(X.dtype),
-             records.run(seed, step, threads=threads, training=training,
-                         update_stats=update_stats))
+             records.workspace(ws, ws_off, parts, X.dtype), records.no_update(X.dtype),
+             records.run(seed, step, parts=parts, training=training,
+                         update_stats=update_stats), members)
     return network_output(ws, ws_off, layer_int, X.shape[0], training)
 
 
 def network_loss(X, labels, targets, code, params, buffers, layer_int, layer_float, ws_off, ws,
-                 training, update_stats, seed, step, l1, l2, threads=1):
+                 training, update_stats, seed, step, l1, l2, parts=1, members=None):
     work = run_task(tasks.TASK_LOSS, _network(params, buffers, layer_int, layer_float),
                     records.data(X, labels, targets, code),
-                    records.workspace(ws, ws_off, threads, X.dtype), records.no_update(X.dtype),
-                    records.run(seed, step, l1, l2, threads=threads, training=training,
-                                update_stats=update_stats))
+                    records.workspace(ws, ws_off, parts, X.dtype), records.no_update(X.dtype),
+                    records.run(seed, step, l1, l2, parts=parts, training=training,
+                                update_stats=update_stats), members)
     return float(work.result[0])
 
 
 def network_loss_and_grad(X, labels, targets, code, params, grads, buffers, layer_int,
                           layer_float, ws_off, ws, training, update_stats, seed, step, l1, l2,
-                          threads=1):
+                          parts=1, members=None):
     work = run_task(tasks.TASK_GRADIENT, _network(params, buffers, layer_int, layer_float),
                     records.data(X, labels, targets, code),
-                    records.workspace(ws, ws_off, threads, X.dtype, grads=grads),
+                    records.workspace(ws, ws_off, parts, X.dtype, grads=grads),
                     records.no_update(X.dtype),
-                    records.run(seed, step, l1, l2, threads=threads, training=training,
-                                update_stats=update_stats))
+                    records.run(seed, step, l1, l2, parts=parts, training=training,
+                                update_stats=update_stats), members)
     return float(work.result[0])
 
 
 def train_epoch(X, labels, targets, code, order, bounds, Xb, lb, tb, params, grads, buffers,
                 layer_int, layer_float, ws_off_full, ws_off_last, ws, seed, first_step, l1, l2,
-                clip_norm, opt_code, s0, s1, s2, opt_flag, opt_init, coefficients, threads=1):
+                clip_norm, opt_code, s0, s1, s2, opt_flag, opt_init, coefficients, parts=1,
+                members=None):
     """(steps done, Σ batch loss · rows, correct, counted) of one epoch."""
-    work = records.workspace(ws, ws_off_full, threads, X.dtype, grads=grads, batch=(Xb, lb, tb),
+    work = records.workspace(ws, ws_off_full, parts, X.dtype, grads=grads, batch=(Xb, lb, tb),
                              ws_off_last=ws_off_last, saved=np.empty_like(buffers))
     run_task(tasks.TASK_EPOCH, _network(params, buffers, layer_int, layer_float),
              records.data(X, labels, targets, code, order, bounds), work,
              records.update((opt_code, s0, s1, s2, opt_flag, opt_init), coefficients),
-             records.run(seed, first_step, l1, l2, clip_norm, threads, training=True,
-                         update_stats=True, count=True, gathered=True))
+             records.run(seed, first_step, l1, l2, clip_norm, parts, training=True,
+                         update_stats=True, count=True, gathered=True), members)
     return (int(work.result[0]), float(work.result[1]), int(work.result[2]),
             int(work.result[3]))

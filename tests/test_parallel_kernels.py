@@ -32,7 +32,7 @@ def _gradient(model, X, labels, targets, code, plan, threads):
     grads, buffers = np.zeros_like(model._params), model._buffers.copy()
     loss = cpu_calls.network_loss_and_grad(X, labels, targets, code, model._params, grads, buffers,
                                            lay.layer_int, lay.layer_float, ws_off, np.zeros(size),
-                                           True, True, 0, 3, 0.01, 0.02, threads)
+                                           True, True, 0, 3, 0.01, 0.02, threads, threads)
     return loss, grads, buffers
 
 
@@ -81,7 +81,7 @@ def test_threaded_epoch_matches_one_thread():
             np.empty(32, np.int64), np.empty((0, 4)), model._params, np.zeros_like(model._params),
             model._buffers, lay.layer_int, lay.layer_float, ws_off, ws_last, np.zeros(size), 5, 0,
             0.0, 0.001, 1.0, *fused, trainer.optimizer.coefficient_table("params", 7, np.float64),
-            threads)
+            threads, threads)
         results.append((out, model._params.copy(), fused[1].copy(), order))
     assert results[0][0][0] == results[1][0][0] == 7
     assert results[0][0][2:] == results[1][0][2:]
@@ -133,3 +133,22 @@ def test_block_products_on_sub_blocks(dtype):
     assert np.count_nonzero(dW) == 7 * 13
     assert_allclose(dx[1:8, 6:13], dpre[1:8] @ W[6:13].T, **tol)
     assert np.count_nonzero(dx) == 7 * 7
+
+
+def test_results_do_not_depend_on_the_members():
+    """The same parts run by 1 or by 3 threads give bitwise the same gradient."""
+    model = _model("relu", True, 0.1, None, "cross_entropy", 5)
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((40, 33)), rng.integers(0, 5, 40).astype(np.int64)
+    lay = model._layout
+    out = []
+    for members in (1, 3):
+        ws_off, size = workspace_layout(lay.layer_int, 40, 3)
+        grads = np.zeros_like(model._params)
+        loss = cpu_calls.network_loss_and_grad(X, y, np.zeros((0, 5)), 0, model._params, grads,
+                                               model._buffers.copy(), lay.layer_int,
+                                               lay.layer_float, ws_off, np.zeros(size), True, True,
+                                               0, 0, 0.0, 0.0, 3, members)
+        out.append((loss, grads))
+    assert out[0][0] == out[1][0]
+    assert np.array_equal(out[0][1], out[1][1])

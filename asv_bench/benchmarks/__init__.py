@@ -2,8 +2,9 @@
 
 Modules (one per area):
 
-- ``bench_training``: one Trainer step, one Trainer epoch, peak memory of an epoch, inference;
-  parametrized over ``CONFIGS`` × ``DTYPES``.
+- ``bench_training``: the time of a step inside whole epochs and its ratio to the step's matrix
+  products alone (the GEMM floor, measured in the same process), one Trainer epoch, peak memory
+  of an epoch, inference; parametrized over ``CONFIGS`` × ``DTYPES``.
 - ``bench_dense``, ``bench_batchnorm``, ``bench_losses``, ``bench_optimizers``, ``bench_dropout``:
   one kernel family each.
 - ``bench_startup``: ``timeraw_`` benchmarks of a cold ``import fastmlp`` and of import plus the
@@ -17,8 +18,6 @@ cache) before anything is timed.
 Entry points used, besides the public API (``fastmlp.MLP``, ``Dense``, ``Trainer.fit``,
 ``MLP.predict``, ``MLP.loss_and_grad``, the optimizers' ``step``):
 
-- ``Trainer._prepare``, ``Trainer._batches`` and ``Trainer._run_epoch`` (:class:`TrainerStep`):
-  the Trainer's own step loop run over a data set of exactly one batch;
 - the CPU kernels in ``fastmlp.kernels.cpu`` (``dense``, ``batchnorm``, ``losses``, ``dropout``,
   ``random``, ``activations.ACTIVATION_CODES``), called with preallocated outputs.
 """
@@ -73,32 +72,82 @@ def build_model(config, dtype, seed=0):
     return fm.MLP(sizes[0], layers, loss="cross_entropy", dtype=dtype, seed=seed)
 
 
-class TrainerStep:
-    """One training step on a fixed batch, exactly as :class:`fastmlp.Trainer` runs it.
+class EpochSteps:
+    """Per-step time inside whole epochs, through the public API only.
 
-    The batch is validated once (``Trainer._prepare``, ``Trainer._batches``); each call runs
-    ``Trainer._run_epoch`` without shuffling over a data set of exactly one batch, so it does what
-    the Trainer does for every step of an epoch: forward, loss, backward and the Adam update of
-    the flat parameter array, plus its per-step bookkeeping. The first call checks that exactly
-    one step was made.
+    ``Trainer.fit`` runs one epoch at a time, without shuffling, over ``steps`` batches of the
+    configuration; :meth:`per_step_seconds` is the best of ``epochs`` epochs divided by the steps.
+    :func:`floor_per_step_seconds` times the step's matrix products alone through NumPy in the
+    same process (best of 1 and 2 BLAS threads, when threadpoolctl is installed), the reference
+    the ratio benchmarks divide by.
     """
 
-    def __init__(self, model, optimizer, X, y):
-        self.model = model
-        self.trainer = fm.Trainer(model, optimizer, batch_size=X.shape[0], epochs=1,
-                                  shuffle=False, progress=False)
-        self.prepared = self.trainer._prepare(X, y)
-        self.bounds = self.trainer._batches(X.shape[0])
-        before = model.dropout_step
-        self()
-        if model.dropout_step - before != 1:
-            raise AssertionError(f"one call made {model.dropout_step - before} steps, not 1")
+    def __init__(self, config, dtype, steps):
+        sizes = layer_sizes(config)
+        self.batch = batch_size(config)
+        self.X, self.y = config_data(config, dtype, rows=self.batch * steps)
+        self.steps = steps
+        self.trainer = fm.Trainer(build_model(config, dtype), fm.Adam(lr=1e-3),
+                                  batch_size=self.batch, epochs=0, shuffle=False, progress=False)
+        self.epoch()
+        self.sizes = sizes
 
-    def __call__(self):
-        result = self.trainer._run_epoch(*self.prepared, self.bounds)
-        if result is None:
-            raise FloatingPointError("non-finite loss or gradient in a benchmark step")
-        return result
+    def epoch(self):
+        self.trainer.epochs += 1
+        self.trainer.fit(self.X, self.y)
+        if self.trainer.stop_reason is not None:
+            raise FloatingPointError("non-finite loss or gradient in a benchmark epoch")
+
+    def per_step_seconds(self, epochs):
+        import time
+        best = float("inf")
+        for _ in range(epochs):
+            began = time.perf_counter()
+            self.epoch()
+            best = min(best, time.perf_counter() - began)
+        return best / self.steps
+
+
+def floor_per_step_seconds(config, dtype, repeats):
+    """Best seconds of one step's matrix products through NumPy (forward x·W per layer, dY·Wᵀ
+    and xᵀ·dY backward, no dX for the first layer), over 1 and 2 BLAS threads."""
+    import contextlib
+    import time
+    sizes, batch = layer_sizes(config), batch_size(config)
+    rng = np.random.default_rng(1)
+    n = len(sizes) - 1
+    W = [rng.standard_normal((sizes[i], sizes[i + 1])).astype(dtype) for i in range(n)]
+    Z = [np.empty((batch, sizes[i + 1]), dtype=dtype) for i in range(n)]
+    dZ = [rng.standard_normal((batch, sizes[i + 1])).astype(dtype) for i in range(n)]
+    dW = [np.empty_like(w) for w in W]
+    dH = [np.empty((batch, sizes[i]), dtype=dtype) for i in range(n)]
+    x = rng.standard_normal((batch, sizes[0])).astype(dtype)
+
+    def products():
+        h = x
+        for i in range(n):
+            np.dot(h, W[i], out=Z[i])
+            h = Z[i]
+        for i in range(n - 1, -1, -1):
+            np.dot(x.T if i == 0 else Z[i - 1].T, dZ[i], out=dW[i])
+            if i > 0:
+                np.dot(dZ[i], W[i].T, out=dH[i])
+
+    try:
+        from threadpoolctl import threadpool_limits
+        limits = [threadpool_limits(limits=1, user_api="blas"),
+                  threadpool_limits(limits=2, user_api="blas")]
+    except ImportError:
+        limits = [contextlib.nullcontext()]
+    best = float("inf")
+    for limit in limits:
+        with limit:
+            products()
+            for _ in range(repeats):
+                began = time.perf_counter()
+                products()
+                best = min(best, time.perf_counter() - began)
+    return best
 
 
 def public_step(model, optimizer, X, y):

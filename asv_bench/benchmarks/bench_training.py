@@ -6,8 +6,8 @@ ReLU hidden layers, cross-entropy, Adam(lr=1e-3), synthetic standard-normal data
 
 import fastmlp as fm
 
-from . import (CONFIG_NAMES, DTYPES, TrainerStep, batch_size, build_model, config_data,
-               epoch_rows, layer_sizes, public_step)
+from . import (CONFIG_NAMES, DTYPES, EpochSteps, batch_size, build_model, config_data,
+               epoch_rows, floor_per_step_seconds, layer_sizes, public_step)
 
 
 class _Configs:
@@ -20,16 +20,26 @@ class _Configs:
 
 
 class TrainStep(_Configs):
-    """One step (forward, cross-entropy, backward, Adam update) on a fixed batch, as the Trainer
-    runs it: one compiled network call plus one Adam update of the flat parameter array."""
+    """One step (forward, cross-entropy, backward, Adam update) inside whole epochs of
+    ``Trainer.fit``: the best epoch of a few, per step (µs), and that time over the GEMM floor
+    (the step's matrix products alone through NumPy, measured in the same process)."""
 
     def setup(self, config, dtype):
-        X, y = config_data(config, dtype)
-        # the constructor runs the first step: kernels compiled or loaded, optimizer state made
-        self.step = TrainerStep(build_model(config, dtype), fm.Adam(lr=1e-3), X, y)
+        large = config.startswith("1024")
+        self.epochs = 2 if large else 5
+        self.steps = EpochSteps(config, dtype, steps=2 if large else 50)
+        self.floor_repeats = 3 if large else 50
 
-    def time_train_step(self, config, dtype):
-        self.step()
+    def track_step_us(self, config, dtype):
+        return self.steps.per_step_seconds(self.epochs) * 1e6
+
+    track_step_us.unit = "µs"
+
+    def track_step_over_floor(self, config, dtype):
+        step = self.steps.per_step_seconds(self.epochs)
+        return step / floor_per_step_seconds(config, dtype, self.floor_repeats)
+
+    track_step_over_floor.unit = "ratio"
 
 
 class PublicStep(_Configs):

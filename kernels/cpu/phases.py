@@ -1,6 +1,6 @@
 """The phases of a whole-network kernel call, run by a team of threads (:mod:`.team`).
 
-A call is a sequence of phases, each cut into ``Run.threads`` parts (see :mod:`.network`):
+A call is a sequence of phases, each cut into ``Run.parts`` parts (see :mod:`.network`):
 
 - ``GATHER``: rows of batch k copied into the batch buffers;
 - ``FORWARD`` (layer l): blocks of layer l's forward, in training mode;
@@ -12,8 +12,8 @@ A call is a sequence of phases, each cut into ``Run.threads`` parts (see :mod:`.
 - ``GRAD_NORM``: blocks of the squared gradient norm.
 
 The leader posts each phase and makes the decisions between them (finite checks, clipping);
-helpers run parts of whatever phase is posted. With one thread the leader runs every part
-itself, with no synchronization at all.
+helpers run parts of whatever phase is posted. With one member the leader runs every part
+itself, with no synchronization at all; the results depend on the number of parts only.
 
 The tasks that sequence these phases, and the one compiled entry point every thread of a call
 runs, are in :mod:`.train`.
@@ -95,9 +95,10 @@ def do_part(kind, index, parts, layer, k, net, data, work, opt, run):
 @njit(inline="always", **JIT)
 def run_phase(kind, layer, k, net, data, work, opt, run):
     """Leader: run one phase, with the team when there is one, and wait for all its parts."""
-    parts = run.threads
-    if parts == 1:
-        do_part(kind, 0, 1, layer, k, net, data, work, opt, run)
+    parts = run.parts
+    if run.members == 1:
+        for index in range(parts):
+            do_part(kind, index, parts, layer, k, net, data, work, opt, run)
         return
     sync = work.sync
     generation = sync[POSTED * SLOT] + 1
@@ -127,23 +128,23 @@ def help_team(t, net, data, work, opt, run):
 
 
 @njit(inline="always", **JIT)
-def part_losses(work, threads):
+def part_losses(work, parts):
     """(Σ loss terms, Σ penalty) over the parts."""
     loss = 0.0
     penalty = 0.0
-    for t in range(threads):
+    for t in range(parts):
         loss += work.partials[t, P_LOSS]
         penalty += work.partials[t, P_PENALTY]
     return loss, penalty
 
 
 @njit(inline="always", **JIT)
-def part_sums(work, threads):
+def part_sums(work, parts):
     """(Σ squared gradient norm, Σ correct, Σ counted) over the parts."""
     grad_sq = 0.0
     correct = 0
     counted = 0
-    for t in range(threads):
+    for t in range(parts):
         grad_sq += work.partials[t, P_GRAD_SQ]
         correct += int(work.partials[t, P_CORRECT])
         counted += int(work.partials[t, P_COUNTED])

@@ -2,9 +2,9 @@
 
 Every kernel call — a forward pass, a loss, a gradient, a whole training epoch, one rank's step
 of data-parallel training — is a task: a sequence of phases (:mod:`.phases`) that the leader
-posts and a team of threads runs. The caller starts ``run.threads`` threads (the calling thread
+posts and a team of threads runs. The caller starts ``run.members`` threads (the calling thread
 is member 0, the leader; see ``fastmlp._team``) and each calls ``team_member(t, task, ...)``; with
-one thread the leader runs everything alone. One entry point for every task means the kernels
+one member the leader runs every part alone. One entry point for every task means the kernels
 are compiled once per dtype.
 
 Tasks (records as in :mod:`.records`; results in ``work.result``):
@@ -59,7 +59,7 @@ def _gradient_of(k, task, net, data, work, opt, run):
             run_phase(LAST_BATCHNORM, 0, k, net, data, work, opt, run)
         for l in range(n_layers - 1, -1, -1):
             run_phase(BACKWARD, l, k, net, data, work, opt, run)
-    loss, penalty = part_losses(work, run.threads)
+    loss, penalty = part_losses(work, run.parts)
     rows = batch_inputs(data, work, run, k)[0].shape[0]
     units = net.layer_int[n_layers - 1, L_UNITS]
     if task == TASK_LOSS:
@@ -87,7 +87,7 @@ def _lead(task, net, data, work, opt, run):
             if epoch:
                 work.saved[:] = net.buffers
             loss = _gradient_of(k, task, net, data, work, opt, run)
-        grad_sq, c, m = part_sums(work, run.threads)
+        grad_sq, c, m = part_sums(work, run.parts)
         if not (epoch or task == TASK_UPDATE):
             work.result[0] = loss
             work.result[2] = c
@@ -115,7 +115,7 @@ def team_member(t, task, net, data, work, opt, run):
     docstring) and then releases the helpers; a helper runs parts until then."""
     if t == 0:
         _lead(task, net, data, work, opt, run)
-        if run.threads > 1:
+        if run.members > 1:
             finish(work.sync)
     else:
         help_team(t, net, data, work, opt, run)
