@@ -32,8 +32,10 @@ import os
 
 import numpy as np
 
+from .. import __version__
 from .._layout import BN_EPS
 from ..io import atomic_write
+from ..model import MLP
 from ._onnx_graph import GraphBuilder
 from ._optional import require
 from .onnx_activations import add_activation, sigmoid
@@ -80,7 +82,6 @@ def check_opset(opset):
 
 
 def _check_model(model):
-    from ..model import MLP
     if not isinstance(model, MLP):
         raise TypeError(f"model must be a fastmlp.MLP; got {type(model).__name__}")
     if model.dtype.name not in ("float32", "float64"):
@@ -110,34 +111,33 @@ def _batchnorm(g, z, model, index):
     """Evaluation-mode batchnorm of the (n, width) pre-activations ``z`` of layer ``index``; the
     factor 1/sqrt(running_var + eps) is formed in float64 and then rounded, as the kernel does."""
     params, buffers = model.params, model.buffers
-    running_var = buffers[f"{index}.running_var"].astype(np.float64)
-    inv_std = 1.0 / np.sqrt(running_var + BN_EPS)
-    centred = g.op("Sub", z, g.constant(buffers[f"{index}.running_mean"], f"{index}.running_mean"))
-    normalized = g.op("Mul", centred, g.constant(inv_std, f"{index}.inv_std"))
-    scaled = g.op("Mul", normalized, g.constant(params[f"{index}.gamma"], f"{index}.gamma"))
-    return g.op("Add", scaled, g.constant(params[f"{index}.beta"], f"{index}.beta"))
+    inv_std = 1.0 / np.sqrt(buffers[f"{index}.running_var"].astype(np.float64) + BN_EPS)
+    centred = g.op("Sub", z, g.constant(buffers[f"{index}.running_mean"], "running_mean"))
+    normalized = g.op("Mul", centred, g.constant(inv_std, "inv_std"))
+    scaled = g.op("Mul", normalized, g.constant(params[f"{index}.gamma"], "gamma"))
+    return g.op("Add", scaled, g.constant(params[f"{index}.beta"], "beta"))
 
 
 def add_network(g, x, model):
     """The layers of ``model`` applied to the (n, input_dim) tensor ``x`` (standardizer
-    excluded); returns the name of the (n, n_outputs) raw outputs."""
+    excluded); returns the name of the (n, n_outputs) raw outputs. Layer l's nodes and constants
+    are named ``layer{l}/…`` (``layer0/W`` holds ``model.params["0.W"]``)."""
     h = x
     for index, layer in enumerate(model.layers):
         with g.scope(f"layer{index}"):
-            z = g.op("Gemm", h, g.constant(model.params[f"{index}.W"], f"{index}.W"),
-                     g.constant(model.params[f"{index}.b"], f"{index}.b"))
+            z = g.op("Gemm", h, g.constant(model.params[f"{index}.W"], "W"),
+                     g.constant(model.params[f"{index}.b"], "b"))
             if layer.batchnorm:
                 z = _batchnorm(g, z, model, index)
             h = add_activation(g, z, layer)
     return h
 
 
-def add_predictions(g, z, model, names=None):
+def add_predictions(g, z, model):
     """The outputs of :data:`OUTPUTS` for ``model.loss`` computed from the raw outputs ``z``;
-    returns [(name, elem_type, shape)] in output order. ``names`` renames them (same order)."""
-    onnx = g.onnx
-    int64 = onnx.TensorProto.INT64
-    names = OUTPUTS[model.loss] if names is None else tuple(names)
+    returns [(name, elem_type, shape)] in output order."""
+    int64 = g.onnx.TensorProto.INT64
+    names = OUTPUTS[model.loss]
     for name in names:
         g.reserve(name)
     classes = model.n_outputs
@@ -175,8 +175,6 @@ def build_onnx_model(model, opset=None):
     _check_model(model)
     opset = check_opset(opset)
     onnx = require("onnx", "ONNX export")
-    from .. import __version__
-
     g = GraphBuilder(model.dtype, opset)
     x = g.reserve(INPUT_NAME)
     if model.standardizer is not None:

@@ -35,6 +35,8 @@ from typing import Optional
 import numpy as np
 
 from .._layout import BN_EPS, BN_MOMENTUM
+from ..layers import Dense
+from ..model import MLP
 from ._optional import require
 
 # torch.nn's Softplus returns x above this threshold; the exact value differs by < e^-20
@@ -56,14 +58,13 @@ class _LayerModules:
     stage: int = 0  # the last part seen: 0 Linear, 1 BatchNorm1d, 2 activation, 3 Dropout
 
 
-def _flatten(module, prefix=""):
+def _flatten(nn, module, prefix=""):
     """[(index path, module)] of a Sequential, nested Sequentials expanded in order."""
-    import torch
     out = []
     for name, child in module.named_children():
         path = f"{prefix}{name}"
-        if isinstance(child, torch.nn.Sequential):
-            out.extend(_flatten(child, f"{path}."))
+        if isinstance(child, nn.Sequential):
+            out.extend(_flatten(nn, child, f"{path}."))
         else:
             out.append((path, child))
     return out
@@ -204,11 +205,9 @@ def from_torch(module, loss="cross_entropy", dtype=None, seed=0, model_class=Non
     settings fastmlp does not have.
     """
     torch = require("torch", "MLP.from_torch")
-    from ..layers import Dense
-    from ..model import MLP
     if not isinstance(module, torch.nn.Sequential):
         raise TypeError(f"module must be a torch.nn.Sequential; got {type(module).__name__}")
-    layers = _group_layers(torch.nn, _flatten(module))
+    layers = _group_layers(torch.nn, _flatten(torch.nn, module))
     dtype = _module_dtype(torch, module) if dtype is None else dtype
     dense = [Dense(layer.linear.out_features, layer.activation, batchnorm=layer.batchnorm is not None,
                    dropout=layer.dropout, alpha=layer.alpha) for layer in layers]
