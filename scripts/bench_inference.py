@@ -16,7 +16,7 @@ What is timed
 Each framework runs in its own fresh worker process, so one library's thread pools cannot slow
 another down. A sample is the mean of k back-to-back calls, with k chosen so that a sample lasts at
 least ``--min-time`` seconds; the table shows the median (and the fastest) of ``--repeats``
-samples after ``--warmup`` calls. Thread counts are each library's own choice unless ``--threads``
+samples after ``--warmup`` calls (the timing and environment helpers are bench_compare.py's). Thread counts are each library's own choice unless ``--threads``
 forces one for all (fm.set_num_threads, intra_op_num_threads, torch.set_num_threads).
 Every row also reports the largest difference of its probabilities from fastmlp's.
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -40,6 +39,9 @@ import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_compare import cpu_model, package_versions, time_steps  # noqa: E402
 
 # name -> (label in the table, modules the worker needs)
 FRAMEWORKS = {
@@ -75,25 +77,6 @@ def build_model(sizes, dtype):
     import fastmlp as fm
     layers = [fm.Dense(units, "relu") for units in sizes[1:-1]] + [fm.Dense(sizes[-1])]
     return fm.MLP(sizes[0], layers, dtype=dtype, seed=0)
-
-
-# ------------------------------------------------------------------------------ timing
-
-def time_calls(call, repeats, min_time, warmup):
-    """Samples (seconds per call): each sample is the mean of k back-to-back calls."""
-    for _ in range(warmup):
-        call()
-    began = time.perf_counter()
-    call()
-    once = max(time.perf_counter() - began, 1e-7)
-    inner = int(min(100_000, max(1, min_time / once)))
-    samples = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        for _ in range(inner):
-            call()
-        samples.append((time.perf_counter() - began) / inner)
-    return samples
 
 
 # ------------------------------------------------------------------------------ frameworks
@@ -151,8 +134,8 @@ def run_worker(args):
         probabilities = predict(X)
         entry = {"first_call_s": time.perf_counter() - first,
                  "max_abs_diff": float(np.max(np.abs(probabilities - model.predict_proba(X))))}
-        entry["samples_s"] = time_calls(lambda: predict(X), args.repeats, args.min_time,
-                                        args.warmup)
+        entry["samples_s"], _ = time_steps(lambda: predict(X), lambda: None, args.repeats,
+                                           args.min_time, args.warmup)
         result["rows"][str(n)] = entry
     result["setup_s"] = time.perf_counter() - began
     print(RESULT_MARKER + json.dumps(result), flush=True)
@@ -180,27 +163,6 @@ def spawn_worker(framework, args):
 
 # ------------------------------------------------------------------------------ report
 
-def package_versions():
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _fmt_us(seconds):
     value = seconds * 1e6
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
@@ -212,7 +174,8 @@ def render(results, args, started, wall_s):
     lines.append(f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}")
     lines.append(f"- Machine: {cpu_model()}, {os.cpu_count()} cores, {platform.system()} "
                  f"{platform.release()}, Python {platform.python_version()}")
-    lines.append("- Libraries: " + ", ".join(f"{k} {v}" for k, v in package_versions().items()))
+    lines.append("- Libraries: " + ", ".join(f"{k} {v}"
+                                             for k, v in package_versions(PACKAGES).items()))
     lines.append(f"- Median of {args.repeats} samples, each the mean of k back-to-back calls "
                  f"lasting >= {args.min_time:g} s, after {args.warmup} warm-up calls; each "
                  f"framework in its own process; whole run {wall_s:.0f} s")
