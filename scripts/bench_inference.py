@@ -16,8 +16,9 @@ What is timed
 Each framework runs in its own fresh worker process, so one library's thread pools cannot slow
 another down. A sample is the mean of k back-to-back calls, with k chosen so that a sample lasts at
 least ``--min-time`` seconds; the table shows the median (and the fastest) of ``--repeats``
-samples after ``--warmup`` calls (the timing and environment helpers are bench_compare.py's). Thread counts are each library's own choice unless ``--threads``
-forces one for all (fm.set_num_threads, intra_op_num_threads, torch.set_num_threads).
+samples after ``--warmup`` calls (timed by bench_compare.py's ``time_steps``). Thread counts are
+each library's own choice unless ``--threads`` forces one for all (fm.set_num_threads,
+intra_op_num_threads, torch.set_num_threads).
 Every row also reports the largest difference of its probabilities from fastmlp's.
 
 Examples::
@@ -182,8 +183,8 @@ def render(results, args, started, wall_s):
     lines.append("- Threads: " + ("each library's own default" if args.threads is None
                                   else f"{args.threads} for every library (--threads)"))
     lines.append("")
-    lines.append("| framework | rows | µs per call | best sample (µs) | ÷ fastmlp | first call (ms) "
-                 "| max abs diff vs fastmlp |")
+    lines.append("| framework | rows | µs per call | best sample (µs) | ÷ fastmlp | "
+                 "first call (ms) | max abs diff vs fastmlp |")
     lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     ours = results.get("fastmlp", {}).get("rows", {})
     for name, result in results.items():

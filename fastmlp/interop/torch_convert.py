@@ -209,8 +209,9 @@ def from_torch(module, loss="cross_entropy", dtype=None, seed=0, model_class=Non
         raise TypeError(f"module must be a torch.nn.Sequential; got {type(module).__name__}")
     layers = _group_layers(torch.nn, _flatten(torch.nn, module))
     dtype = _module_dtype(torch, module) if dtype is None else dtype
-    dense = [Dense(layer.linear.out_features, layer.activation, batchnorm=layer.batchnorm is not None,
-                   dropout=layer.dropout, alpha=layer.alpha) for layer in layers]
+    dense = [Dense(layer.linear.out_features, layer.activation,
+                   batchnorm=layer.batchnorm is not None, dropout=layer.dropout, alpha=layer.alpha)
+             for layer in layers]
     model = (model_class or MLP)(layers[0].linear.in_features, dense, loss=loss, dtype=dtype,
                                  seed=seed)
     for index, layer in enumerate(layers):
