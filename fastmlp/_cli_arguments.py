@@ -1,6 +1,6 @@
 """The arguments of the ``fastmlp`` command: its exit statuses, the defaults and limits of the
 ``train`` options, :class:`CLIError`, the argparse type functions that validate single values,
-and the parser itself.
+and the parser itself (subcommands ``train`` and ``export``).
 """
 
 from __future__ import annotations
@@ -153,13 +153,14 @@ class _Parser(argparse.ArgumentParser):
                               f"run '{self.prog} --help' to see the options\n")
 
 
-def build_parser(train_handler):
-    """The argparse parser of the ``fastmlp`` command (subcommand ``train``); parsing ``train``
-    sets ``args.handler`` to ``train_handler``."""
+def build_parser(train_handler, export_handler=None):
+    """The argparse parser of the ``fastmlp`` command: subcommand ``train``, and ``export`` when
+    ``export_handler`` is given; parsing a subcommand sets ``args.handler`` to its handler."""
     parser = _Parser(
         prog="fastmlp",
         description="fastmlp: fast multilayer-perceptron training with Numba kernels.",
-        epilog="Run 'fastmlp train --help' for the options of the train command.")
+        epilog="Run 'fastmlp train --help' for the options of the train command and "
+               "'fastmlp export --help' for those of export.")
     parser.add_argument("--version", action="version", version=f"fastmlp {__version__}",
                         help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -324,4 +325,34 @@ def build_parser(train_handler):
         help="with --distributed, end the job with an error when the ranks have not met for "
              "SECONDS (a failed or stalled rank) (default: 300)")
     train.set_defaults(handler=train_handler)
+    if export_handler is not None:
+        _add_export_parser(commands, export_handler)
     return parser
+
+
+def _add_export_parser(commands, handler):
+    """The ``export`` subcommand: a saved model (MODEL.npz) to an ONNX file (MODEL.onnx)."""
+    from .interop.onnx_export import DEFAULT_OPSET, MIN_OPSET
+    export = commands.add_parser(
+        "export", help="write a saved model as an ONNX file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Write a model saved by fastmlp (the model.npz of 'fastmlp train', or MLP.save) as\n"
+            "an ONNX file that onnxruntime and other ONNX runtimes run without fastmlp. Its\n"
+            "input X takes raw features: a Standardizer saved with the model is folded in.\n"
+            "Outputs: label and probabilities (cross_entropy, binary_cross_entropy), label\n"
+            "and scores (hinge), output (mse). Needs the onnx extra:\n"
+            "pip install \"fastmlp[onnx]\"."),
+        epilog=("exit status: 0 on success, 2 on a usage or input error.\n"
+                "\n"
+                "example:\n"
+                "  fastmlp export fastmlp-run/model.npz model.onnx\n"))
+    export.add_argument("model", metavar="MODEL.npz", help="the saved model to read")
+    export.add_argument("output", metavar="MODEL.onnx",
+                        help="the ONNX file to write (replaced atomically if it exists)")
+    export.add_argument(
+        "--opset", type=_positive_int, default=None, metavar="N",
+        help=f"ai.onnx opset version to write, from {MIN_OPSET} to the newest the installed onnx "
+             f"knows (default: {DEFAULT_OPSET})")
+    export.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    export.set_defaults(handler=handler)

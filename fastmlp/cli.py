@@ -1,10 +1,12 @@
-"""The ``fastmlp`` command line: ``fastmlp train`` trains an MLP and writes its results.
+"""The ``fastmlp`` command line: ``fastmlp train`` trains an MLP and writes its results;
+``fastmlp export`` writes a saved model as an ONNX file.
 
 ::
 
     fastmlp train                                    # digits, sensible defaults, a few seconds
     fastmlp train --dataset mnist1d --hidden 256,256 --epochs 50
     fastmlp train --dataset data.csv --target label --loss cross_entropy
+    fastmlp export fastmlp-run/model.npz model.onnx  # needs the onnx extra
     python -m fastmlp train --help
 
 A run writes three files into ``--output`` (default ``./fastmlp-run``):
@@ -21,8 +23,9 @@ stderr as ``error: ...``, without a traceback), 130 when interrupted.
 The command's parts live in private modules: :mod:`fastmlp._cli_arguments` (the parser, option
 defaults and :class:`CLIError`), :mod:`fastmlp._cli_data` (loading and splitting the data),
 :mod:`fastmlp._cli_training` (model, optimizer, schedule and threads from the arguments) and
-:mod:`fastmlp._cli_outputs` (the files written and the lines printed). This module runs the
-``train`` command; their public names can also be imported from here.
+:mod:`fastmlp._cli_outputs` (the files written and the lines printed), :mod:`fastmlp._cli_export`
+(the ``export`` command). This module runs the ``train`` command; their public names can also be
+imported from here.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from ._cli_arguments import (BUILTIN_DATASETS, DEFAULT_ACTIVATION, DEFAULT_BATCH
 from ._cli_arguments import build_parser as _build_parser
 from ._cli_data import (Data, Splits, load_dataset, load_npz_dataset, prepare_splits,
                         prepare_targets, read_csv, validation_fraction)
+from ._cli_export import run_export
 from ._cli_outputs import (CURVES_FILE, HISTORY_FILE, MODEL_FILE, PLOT_HINT, architecture,
                            describe_run, history_document, prepare_output, print_table,
                            write_curves, write_json_atomic)
@@ -51,7 +55,7 @@ from .cuda_support import CudaUnavailableError
 from .mpi import DistributedError
 
 __all__ = [
-    "main", "build_parser", "run_train", "final_metrics", "CLIError",
+    "main", "build_parser", "run_train", "run_export", "final_metrics", "CLIError",
     "EXIT_OK", "EXIT_USAGE", "EXIT_INTERRUPTED",
     "BUILTIN_DATASETS", "LOSSES", "OPTIMIZER_NAMES", "SCHEDULES", "DEFAULT_DATASET",
     "DEFAULT_HIDDEN", "DEFAULT_ACTIVATION", "DEFAULT_OPTIMIZER", "DEFAULT_BATCH_SIZE",
@@ -211,9 +215,9 @@ def run_train(args, started):
 
 
 def build_parser():
-    """The argparse parser of the ``fastmlp`` command (subcommand ``train``, run by
-    :func:`run_train`)."""
-    return _build_parser(train_handler=run_train)
+    """The argparse parser of the ``fastmlp`` command (subcommands ``train``, run by
+    :func:`run_train`, and ``export``, run by :func:`run_export`)."""
+    return _build_parser(train_handler=run_train, export_handler=run_export)
 
 
 def main(argv=None):

@@ -605,3 +605,31 @@ class MLP:
         if isinstance(step, numbers.Integral) and not isinstance(step, bool) and step >= 0:
             model.dropout_step = int(step)
         return model
+
+    # ----------------------------------------------------------------- interoperability
+    def to_onnx(self, path, opset=None):
+        """Write the model as an ONNX file (needs ``pip install "fastmlp[onnx]"``), atomically.
+
+        One input ``X`` (n, input_dim) in the model's dtype, raw features (a stored
+        ``standardizer`` is folded in); outputs ``label`` (int64, = :meth:`predict`) and
+        ``probabilities`` (= :meth:`predict_proba`) for the cross-entropy losses, ``label`` and
+        ``scores`` (raw outputs) for hinge, ``output`` (= :meth:`forward`) for mse. ``opset`` is
+        the ai.onnx opset (None: ``fastmlp.interop.DEFAULT_OPSET``). Returns ``path`` as a str.
+        See :mod:`fastmlp.interop.onnx_export`.
+        """
+        from .interop.onnx_export import save_onnx
+        return save_onnx(self, path, opset=opset)
+
+    @classmethod
+    def from_torch(cls, module, loss="cross_entropy", dtype=None, seed=0):
+        """An MLP from a ``torch.nn.Sequential`` of Linear, BatchNorm1d, activation and Dropout
+        modules, with its weights and running statistics; ``dtype`` defaults to the module's.
+        See :func:`fastmlp.interop.torch_convert.from_torch`."""
+        from .interop.torch_convert import from_torch
+        return from_torch(module, loss=loss, dtype=dtype, seed=seed, model_class=cls)
+
+    def to_torch(self):
+        """The equivalent ``torch.nn.Sequential`` in evaluation mode (maxout is refused).
+        See :func:`fastmlp.interop.torch_convert.to_torch`."""
+        from .interop.torch_convert import to_torch
+        return to_torch(self)

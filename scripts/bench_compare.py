@@ -511,9 +511,9 @@ BUILDERS = {
 
 # ------------------------------------------------------------------------------ environment
 
-def package_versions():
+def package_versions(names=PACKAGES):
     out = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -18,7 +18,8 @@ def test_wheel_contents(tmp_path):
     tops = {name.split("/")[0] for name in names}
     assert tops == {"fastmlp", f"fastmlp-{fastmlp.__version__}.dist-info"}, tops
     for module in ("fastmlp/kernels/__init__.py", "fastmlp/kernels/config.py",
-                   "fastmlp/kernels/cpu/network.py", "fastmlp/kernels/cuda/__init__.py"):
+                   "fastmlp/kernels/cpu/network.py", "fastmlp/kernels/cuda/__init__.py",
+                   "fastmlp/interop/__init__.py", "fastmlp/interop/onnx_export.py"):
         assert module in names
     entry_points = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points[0]).decode()

@@ -43,6 +43,7 @@ def table_rows(stdout):
     ("mnist1d_recipe.py", ["--seed", "--output", "--quick"]),
     ("bench_mpi.py", ["--rows", "--batch", "--ranks", "--quick"]),
     ("bench_gpu.py", ["--configs", "--steps", "--repeats", "--matmul", "--quick"]),
+    ("bench_inference.py", ["--rows", "--sizes", "--threads", "--frameworks", "--quick"]),
 ])
 def test_help(name, words):
     proc = run_script(name, "--help")
@@ -131,3 +132,16 @@ def test_bench_gpu_without_a_gpu_says_why():
                           env=env_free, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert proc.stderr.startswith("no usable GPU, nothing to measure: ")
+
+
+def test_bench_inference_quick_on_a_small_model():
+    pytest.importorskip("onnxruntime")
+    proc = run_script("bench_inference.py", "--quick", "--sizes", "8-6-3", "--rows", "1,40",
+                      "--frameworks", "fastmlp,onnxruntime")
+    check_ok(proc)
+    rows = table_rows(proc.stdout)
+    assert [(row[0], row[1]) for row in rows] == [
+        ("fastmlp predict_proba", "1"), ("fastmlp predict_proba", "40"),
+        ("onnxruntime InferenceSession.run", "1"), ("onnxruntime InferenceSession.run", "40")]
+    assert all(float(row[2].replace(",", "")) > 0 for row in rows)
+    assert all(float(row[6]) < 1e-5 for row in rows)  # onnxruntime agrees with predict_proba
