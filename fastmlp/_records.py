@@ -7,6 +7,8 @@ empty arrays of the right type.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .kernels.cpu.network import N_PARTIALS
@@ -25,9 +27,14 @@ def data(X, labels, targets, loss_code, order=_EMPTY_INT, bounds=_EMPTY_INT):
     return Data(X, labels, targets, int(loss_code), order, bounds)
 
 
+@functools.lru_cache(maxsize=None)
+def _no_targets(dtype, n_outputs):
+    return np.empty((0, n_outputs), dtype=dtype)
+
+
 def features_only(X, n_outputs):
     """Data for a forward pass: the rows, no labels or targets."""
-    return Data(X, _EMPTY_INT, np.empty((0, n_outputs), dtype=X.dtype), 0, _EMPTY_INT, _EMPTY_INT)
+    return Data(X, _EMPTY_INT, _no_targets(X.dtype, n_outputs), 0, _EMPTY_INT, _EMPTY_INT)
 
 
 def workspace(ws, ws_off, parts, dtype, grads=None, batch=None, ws_off_last=None, saved=None):
@@ -42,11 +49,16 @@ def workspace(ws, ws_off, parts, dtype, grads=None, batch=None, ws_off_last=None
                      np.zeros(4))
 
 
-def no_update(dtype):
-    """An Update record for calls that do not step an optimizer."""
+@functools.lru_cache(maxsize=None)
+def _no_update(dtype):
     empty = np.empty(0, dtype=dtype)
     return Update(0, empty, empty, empty, False, False,
                   np.zeros((1, N_COEFFICIENTS), dtype=dtype))
+
+
+def no_update(dtype):
+    """An Update record for calls that do not step an optimizer (never written to)."""
+    return _no_update(np.dtype(dtype))
 
 
 def update(fused, coefficients):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -16,6 +17,7 @@ from .cuda_support import require_cuda
 from .io import FileFormatError, atomic_save_npz, load_npz
 from . import _records as records
 from ._team import run_task
+from .kernels.config import ROW_ALIGN
 from .kernels.cpu import network as net
 from .kernels.cpu import train as tasks
 from .layers import RELU_FAMILY, Dense
@@ -119,7 +121,7 @@ class MLP:
         self._buffers = np.zeros(self._layout.n_buffers, dtype=self.dtype)
         self._params_view = views(self._params, self._layout.param_slots, ArrayViews)
         self._buffers_view = views(self._buffers, self._layout.buffer_slots, ArrayViews)
-        self._workspaces = OrderedDict()
+        self._host_work = threading.local()  # per thread: OrderedDict of Workspace records
         self._d_params = self._d_buffers = None
         self._d_workspaces = OrderedDict()
         self._device_ahead = False  # the device arrays are newer than the host ones (in a fit)
@@ -178,12 +180,29 @@ class MLP:
     # ----------------------------------------------------------------- kernel plumbing
     def _parts(self, rows, backward=False):
         """Parts the phases of a CPU pass over ``rows`` rows (forward, or forward + backward) are
-        cut into."""
+        cut into (1 for fewer rows than two row blocks: evaluation cuts rows)."""
+        if rows < 2 * ROW_ALIGN:
+            return 1
         return kernel_parts(rows * self._layout.macs_per_row * (3 if backward else 1))
 
-    def _workspace(self, batch_size, parts=1):
-        """(ws_off, ws) for ``batch_size`` rows, allocated once and reused (a few sizes kept)."""
-        return self._cached_workspace(self._workspaces, batch_size, np.zeros, parts)
+    def _work(self, batch_size, parts=1):
+        """The kernel Workspace record for ``batch_size`` rows cut into ``parts`` parts: made
+        once per thread and reused (the few layouts used last are kept), so concurrent calls
+        from several threads never share scratch memory."""
+        cache = getattr(self._host_work, "cache", None)
+        if cache is None:
+            cache = self._host_work.cache = OrderedDict()
+        key = (batch_size, parts)
+        work = cache.get(key)
+        if work is None:
+            ws_off, size = workspace_layout(self._layout.layer_int, batch_size, parts)
+            work = cache[key] = records.workspace(np.zeros(size, dtype=self.dtype), ws_off, parts,
+                                                  self.dtype)
+            while len(cache) > _MAX_CACHED_WORKSPACES:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)
+        return work
 
     def _cached_workspace(self, cache, batch_size, zeros, parts=1):
         """(ws_off, zeros(size, dtype)) for ``batch_size`` rows (planned for ``parts``) from the
@@ -215,13 +234,13 @@ class MLP:
         return records.network(self._params, self._buffers, self._layout)
 
     def _forward_rows(self, X, training, update_stats, step):
-        parts = self._parts(X.shape[0])
-        ws_off, ws = self._workspace(X.shape[0], parts)
+        work = self._work(X.shape[0], self._parts(X.shape[0]))
         run_task(tasks.TASK_FORWARD, self._network(), records.features_only(X, self.n_outputs),
-                 records.workspace(ws, ws_off, parts, self.dtype), records.no_update(self.dtype),
-                 records.run(self.seed, step, parts=parts, training=training,
+                 work, records.no_update(self.dtype),
+                 records.run(self.seed, step, parts=work.partials.shape[0], training=training,
                              update_stats=update_stats))
-        return net.network_output(ws, ws_off, self._layout.layer_int, X.shape[0], training)
+        return net.network_output(work.ws, work.ws_off, self._layout.layer_int, X.shape[0],
+                                  training)
 
     # ----------------------------------------------------------------- device plumbing
     # Sync protocol (device="cuda"): the host arrays ``_params``/``_buffers`` are the reference.
@@ -253,7 +272,7 @@ class MLP:
             self._d_buffers.copy_to_host(self._buffers)
 
     def _device_workspace(self, batch_size):
-        """(ws_off, device ws) for ``batch_size`` rows, cached like :meth:`_workspace`."""
+        """(ws_off, device ws) for ``batch_size`` rows, cached like :meth:`_work`."""
         from numba import cuda
         return self._cached_workspace(self._d_workspaces, batch_size,
                                       lambda size, dtype: cuda.to_device(np.zeros(size, dtype)))
@@ -380,10 +399,9 @@ class MLP:
             return float(loss), views(d_grads.copy_to_host(), lay.param_slots)
         grads = np.empty_like(self._params)
         parts = self._parts(X.shape[0], backward=True)
-        ws_off, ws = self._workspace(X.shape[0], parts)
         work = run_task(tasks.TASK_GRADIENT, self._network(),
                         records.data(X, labels, targets, code),
-                        records.workspace(ws, ws_off, parts, self.dtype, grads=grads),
+                        self._work(X.shape[0], parts)._replace(grads=grads),
                         records.no_update(self.dtype),
                         records.run(self.seed, step, l1, l2, parts=parts, training=training,
                                     update_stats=training))
@@ -399,11 +417,9 @@ class MLP:
             self._check_training_batch(X.shape[0])
             step = self._next_dropout_step(dropout_step)
             parts = self._parts(X.shape[0])
-            ws_off, ws = self._workspace(X.shape[0], parts)
             work = run_task(tasks.TASK_LOSS, self._network(),
                             records.data(X, labels, targets, code),
-                            records.workspace(ws, ws_off, parts, self.dtype),
-                            records.no_update(self.dtype),
+                            self._work(X.shape[0], parts), records.no_update(self.dtype),
                             records.run(self.seed, step, l1, l2, parts=parts, training=True,
                                         update_stats=True))
             return float(work.result[0])
@@ -420,15 +436,16 @@ class MLP:
         for start in range(0, n, EVAL_CHUNK_ROWS):
             stop = min(start + EVAL_CHUNK_ROWS, n)
             parts = self._parts(stop - start)
-            ws_off, ws = self._workspace(stop - start, parts)
+            work = self._work(stop - start, parts)
             chunk_labels = labels[start:stop] if labels.size else labels
             chunk_targets = targets[start:stop] if targets.size else targets
             work = run_task(tasks.TASK_LOSS, self._network(),
                             records.data(X[start:stop], chunk_labels, chunk_targets, code),
-                            records.workspace(ws, ws_off, parts, self.dtype),
-                            records.no_update(self.dtype), records.run(self.seed, parts=parts))
+                            work, records.no_update(self.dtype),
+                            records.run(self.seed, parts=parts))
             part = float(work.result[0])
-            out[start:stop] = net.network_output(ws, ws_off, lay.layer_int, stop - start, False)
+            out[start:stop] = net.network_output(work.ws, work.ws_off, lay.layer_int,
+                                                 stop - start, False)
             total += part * (stop - start)
         return total / n, out
 

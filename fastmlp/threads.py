@@ -96,29 +96,29 @@ def _machine_sample():
 
 def busy_cores():
     """Cores kept busy by other processes: from /proc/stat over the last ≥ 0.25 s (the first
-    call looks at the run queue in /proc/loadavg instead), rounded down; 0 where the OS does not
-    tell. A team of threads next to CPU-bound neighbours spends its time waiting for its slowest
-    member, so the kernels use the cores left idle."""
+    call looks at the run queue in /proc/loadavg instead), rounded to the nearest core; 0 where
+    the OS does not tell. A team of threads next to CPU-bound neighbours spends its time waiting
+    for its slowest member, so the kernels use the cores left idle."""
+    last = _load["sample"]
+    if last is not None and time.monotonic() - last[0] < _LOAD_INTERVAL_S:
+        return _load["busy"]
     sample = _machine_sample()
     if sample is None:
         return 0
-    last = _load["sample"]
     if last is None:
-        _load["sample"] = sample
         try:
             with open("/proc/loadavg", encoding="ascii") as fh:
                 running = int(fh.read().split()[3].split("/")[0])
         except (OSError, ValueError, IndexError):
             running = 1
         _load["busy"] = max(0, running - 1)
-        return _load["busy"]
-    elapsed = sample[0] - last[0]
-    if elapsed >= _LOAD_INTERVAL_S:
+    else:
+        elapsed = sample[0] - last[0]
         hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         machine = (sample[1] - last[1]) / hz / elapsed
         own = (sample[2] - last[2]) / elapsed
         _load["busy"] = max(0, int(machine - own + 0.25))
-        _load["sample"] = sample
+    _load["sample"] = sample
     return _load["busy"]
 
 

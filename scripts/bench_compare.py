@@ -74,6 +74,7 @@ Examples::
     python scripts/bench_compare.py --configs 100-64-3:16 --frameworks fastmlp,torch
     python scripts/bench_compare.py --threads 1           # every library single-threaded
     python scripts/bench_compare.py --recipe              # MNIST-1D recipe: fastmlp, PyTorch, JAX
+    python scripts/bench_compare.py --inference           # predict latency vs onnxruntime
 """
 
 from __future__ import annotations
@@ -1046,6 +1047,9 @@ def build_parser():
     parser.add_argument("--recipe", action="store_true",
                         help="time the MNIST-1D paper recipe end to end instead (fastmlp, "
                              "PyTorch eager, JAX scan by default)")
+    parser.add_argument("--inference", action="store_true",
+                        help="time inference instead: fastmlp against onnxruntime (and PyTorch) "
+                             "for 1 and 1,000 rows (scripts/bench_inference.py)")
     parser.add_argument("--recipe-runs", type=int, default=3,
                         help="timed runs of the recipe per framework (default 3)")
     parser.add_argument("--worker", choices=tuple(FRAMEWORKS), help=argparse.SUPPRESS)
@@ -1078,6 +1082,13 @@ def main(argv=None):
     args = resolve_defaults(build_parser().parse_args(argv))
     if args.worker:
         return run_worker(args)
+    if args.inference:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bench_inference
+        extra = ["--quick"] if args.quick else []
+        if args.output:
+            extra += ["--output", args.output]
+        return bench_inference.main(extra)
     configs = parse_configs(args.configs)
     if args.recipe and args.frameworks == ",".join(FRAMEWORKS):
         args.frameworks = ",".join(RECIPE_BUILDERS)
