@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 from . import datasets  # noqa: E402
 from .callbacks import Callback, EarlyStopping  # noqa: E402
-from .cuda_support import get_cuda_matmul, set_cuda_matmul  # noqa: E402
+from .engines.cuda_support import CudaUnavailableError, get_cuda_matmul, set_cuda_matmul  # noqa: E402
 from .ensemble import Bagging  # noqa: E402
 from .gradcheck import GradcheckError, GradcheckReport, GradcheckWarning, gradcheck  # noqa: E402
 from .io import FileFormatError  # noqa: E402
@@ -31,5 +31,5 @@ __all__ = [
     "StepLR", "CosineAnnealingLR", "ReduceLROnPlateau", "Standardizer", "datasets",
     "Bagging", "gradcheck", "GradcheckReport", "GradcheckWarning", "GradcheckError",
     "set_num_threads", "get_num_threads", "num_threads", "set_cuda_matmul", "get_cuda_matmul",
-    "FileFormatError", "__version__",
+    "FileFormatError", "CudaUnavailableError", "__version__",
 ]

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cli_arguments import (BUILTIN_DATASETS, DEFAULT_TEST_SIZE, DEFAULT_VALIDATION_SPLIT,
-                             CLIError)
-
+from ._cli_arguments import (
+    BUILTIN_DATASETS,
+    DEFAULT_TEST_SIZE,
+    DEFAULT_VALIDATION_SPLIT,
+    CLIError,
+)
 
 # ----------------------------------------------------------------------------- loading
 

@@ -4,9 +4,17 @@ the learning-rate schedule and the thread count.
 
 from __future__ import annotations
 
-from ._cli_arguments import (DEFAULT_HIDDEN, DEFAULT_LR, MOMENTUM_OPTIMIZERS, PLATEAU_FACTOR,
-                             PLATEAU_PATIENCE, SMALL_NETWORK_MACS, STEP_FRACTION, STEP_GAMMA,
-                             CLIError)
+from ._cli_arguments import (
+    DEFAULT_HIDDEN,
+    DEFAULT_LR,
+    MOMENTUM_OPTIMIZERS,
+    PLATEAU_FACTOR,
+    PLATEAU_PATIENCE,
+    SMALL_NETWORK_MACS,
+    STEP_FRACTION,
+    STEP_GAMMA,
+    CLIError,
+)
 
 
 def build_model(args, n_features, n_outputs):

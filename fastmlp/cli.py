@@ -35,23 +35,67 @@ import sys
 import time
 import warnings
 
-from ._cli_arguments import (BUILTIN_DATASETS, DEFAULT_ACTIVATION, DEFAULT_BATCH_SIZE,
-                             DEFAULT_DATASET, DEFAULT_DROPOUT, DEFAULT_EPOCHS, DEFAULT_HIDDEN,
-                             DEFAULT_LR, DEFAULT_OPTIMIZER, DEFAULT_OUTPUT, DEFAULT_SCHEDULE,
-                             DEFAULT_TEST_SIZE, DEFAULT_VALIDATION_SPLIT, EXIT_INTERRUPTED, EXIT_OK,
-                             EXIT_USAGE, LOSSES, MOMENTUM_OPTIMIZERS, OPTIMIZER_NAMES,
-                             PLATEAU_FACTOR, PLATEAU_PATIENCE, SCHEDULES, SMALL_NETWORK_MACS,
-                             STEP_FRACTION, STEP_GAMMA, CLIError)
+from ._cli_arguments import (
+    BUILTIN_DATASETS,
+    DEFAULT_ACTIVATION,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DATASET,
+    DEFAULT_DROPOUT,
+    DEFAULT_EPOCHS,
+    DEFAULT_HIDDEN,
+    DEFAULT_LR,
+    DEFAULT_OPTIMIZER,
+    DEFAULT_OUTPUT,
+    DEFAULT_SCHEDULE,
+    DEFAULT_TEST_SIZE,
+    DEFAULT_VALIDATION_SPLIT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    LOSSES,
+    MOMENTUM_OPTIMIZERS,
+    OPTIMIZER_NAMES,
+    PLATEAU_FACTOR,
+    PLATEAU_PATIENCE,
+    SCHEDULES,
+    SMALL_NETWORK_MACS,
+    STEP_FRACTION,
+    STEP_GAMMA,
+    CLIError,
+)
 from ._cli_arguments import build_parser as _build_parser
-from ._cli_data import (Data, Splits, load_dataset, load_npz_dataset, prepare_splits,
-                        prepare_targets, read_csv, validation_fraction)
+from ._cli_data import (
+    Data,
+    Splits,
+    load_dataset,
+    load_npz_dataset,
+    prepare_splits,
+    prepare_targets,
+    read_csv,
+    validation_fraction,
+)
 from ._cli_export import run_export
-from ._cli_outputs import (CURVES_FILE, HISTORY_FILE, MODEL_FILE, PLOT_HINT, architecture,
-                           describe_run, history_document, prepare_output, print_table,
-                           write_curves, write_json_atomic)
-from ._cli_training import (build_model, build_optimizer, build_schedule, choose_threads,
-                            max_threads)
-from .cuda_support import CudaUnavailableError
+from ._cli_outputs import (
+    CURVES_FILE,
+    HISTORY_FILE,
+    MODEL_FILE,
+    PLOT_HINT,
+    architecture,
+    describe_run,
+    history_document,
+    prepare_output,
+    print_table,
+    write_curves,
+    write_json_atomic,
+)
+from ._cli_training import (
+    build_model,
+    build_optimizer,
+    build_schedule,
+    choose_threads,
+    max_threads,
+)
+from .engines.cuda_support import CudaUnavailableError
 from .mpi import DistributedError
 
 __all__ = [

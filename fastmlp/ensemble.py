@@ -31,7 +31,7 @@ class Bagging:
     ``bootstrap=False`` every member sees all rows and only the initialization differs. Members are
     trained in parallel through joblib when ``n_jobs != 1``: joblib's default (loky) workers limit
     their BLAS threads so the cores are not oversubscribed; under joblib's Dask back end, pin the
-    workers with :func:`fastmlp.distributed.dask_client` or :class:`fastmlp.distributed.PinThreads`.
+    workers with :func:`fastmlp.parallel.dask.dask_client` or :class:`fastmlp.parallel.dask.PinThreads`.
     The same seeds give bitwise the same members as ``n_jobs=1`` run with the workers' thread
     count (a multithreaded BLAS rounds large products differently).
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 
-from .kernels.cpu.activations import ACTIVATION_CODES
+from .kernels.contract import ACTIVATION_CODES
 
 ACTIVATIONS = tuple(ACTIVATION_CODES)
 _DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}

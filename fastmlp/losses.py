@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_numeric_array, cast_finite, check_finite, writable_contiguous
-from .kernels.cpu import losses as kl
+from ._validation import (
+    as_numeric_array,
+    cast_finite,
+    check_finite,
+    writable_contiguous,
+)
+from .kernels import contract as kl
 
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse", "hinge")
 CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy", "hinge")

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import numbers
-import threading
-from collections import OrderedDict
 
 import numpy as np
 
 from . import __version__
-from ._device_inputs import device_features, device_targets, is_device_input, reject_device_input
-from ._layout import ArrayViews, build_layout, views, workspace_layout
-from ._validation import check_features, check_int, check_real, resolve_dtype
+from ._validation import check_int, check_real, resolve_dtype
+from .engines import DEVICES, engine_for
+from .engines.layout import ArrayViews, build_layout, views
 from .initializers import INITIALIZERS, INITS
-from .cuda_support import require_cuda
 from .io import FileFormatError, atomic_save_npz, load_npz
-from . import _records as records
-from ._team import run_task
-from .kernels.config import ROW_ALIGN
-from .kernels.cpu import network as net
-from .kernels.cpu import train as tasks
 from .layers import RELU_FAMILY, Dense
+from .losses import CLASSIFICATION_LOSSES, LABEL_LOSSES, check_loss_name
 from .preprocessing import Standardizer
-from .threads import kernel_parts
-from .losses import CLASSIFICATION_LOSSES, LABEL_LOSSES, check_loss_name, prepare_targets
-
-DEVICES = ("cpu", "cuda")
-# evaluation-mode passes run over at most this many rows at a time to bound the workspace
-EVAL_CHUNK_ROWS = 1024
-_MAX_CACHED_WORKSPACES = 4
 
 
 def _softmax(z):
@@ -82,7 +68,9 @@ class MLP:
     buffers : dict[str, ndarray]
         ``"0.running_mean"``, ``"0.running_var"``, … of the batchnorm layers.
 
-    A model is not safe to use from several threads at once (it reuses workspaces).
+    Inference (``forward``, ``predict``, ``predict_proba``, ``loss_value``) on one model is safe
+    from several threads at once (each thread computes in scratch memory of its own); a model is
+    trained by one Trainer at a time.
     """
 
     FILE_FORMAT = "fastmlp.model"
@@ -103,8 +91,6 @@ class MLP:
         self.dtype = resolve_dtype(dtype)
         if not isinstance(device, str) or device not in DEVICES:
             raise ValueError(f"device must be 'cpu' or 'cuda'; got {device!r}")
-        if device == "cuda":
-            require_cuda()  # CudaUnavailableError saying what is missing
         self.device = device
         if not isinstance(init, str) or init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
@@ -121,10 +107,8 @@ class MLP:
         self._buffers = np.zeros(self._layout.n_buffers, dtype=self.dtype)
         self._params_view = views(self._params, self._layout.param_slots, ArrayViews)
         self._buffers_view = views(self._buffers, self._layout.buffer_slots, ArrayViews)
-        self._host_work = threading.local()  # per thread: OrderedDict of Workspace records
-        self._d_params = self._d_buffers = None
-        self._d_workspaces = OrderedDict()
-        self._device_ahead = False  # the device arrays are newer than the host ones (in a fit)
+        self._engine = engine_for(device, self._layout, self._params, self._buffers, self.dtype,
+                                  self.seed, self.n_outputs, self.loss)
         self.dropout_step = 0
         self.standardizer = None  # an optional fitted Standardizer saved with the model
         self._initialize()
@@ -169,6 +153,12 @@ class MLP:
         return self._buffers_view
 
     @property
+    def layout(self):
+        """Where every number of the network lives in its flat arrays
+        (``fastmlp.engines.layout.NetworkLayout``)."""
+        return self._layout
+
+    @property
     def n_params(self):
         """Total number of trainable numbers."""
         return self._layout.n_params
@@ -177,46 +167,11 @@ class MLP:
     def is_classifier(self):
         return self.loss in CLASSIFICATION_LOSSES
 
-    # ----------------------------------------------------------------- kernel plumbing
-    def _parts(self, rows, backward=False):
-        """Parts the phases of a CPU pass over ``rows`` rows (forward, or forward + backward) are
-        cut into (1 for fewer rows than two row blocks: evaluation cuts rows)."""
-        if rows < 2 * ROW_ALIGN:
-            return 1
-        return kernel_parts(rows * self._layout.macs_per_row * (3 if backward else 1))
-
-    def _work(self, batch_size, parts=1):
-        """The kernel Workspace record for ``batch_size`` rows cut into ``parts`` parts: made
-        once per thread and reused (the few layouts used last are kept), so concurrent calls
-        from several threads never share scratch memory."""
-        cache = getattr(self._host_work, "cache", None)
-        if cache is None:
-            cache = self._host_work.cache = OrderedDict()
-        key = (batch_size, parts)
-        work = cache.get(key)
-        if work is None:
-            ws_off, size = workspace_layout(self._layout.layer_int, batch_size, parts)
-            work = cache[key] = records.workspace(np.zeros(size, dtype=self.dtype), ws_off, parts,
-                                                  self.dtype)
-            while len(cache) > _MAX_CACHED_WORKSPACES:
-                cache.popitem(last=False)
-        else:
-            cache.move_to_end(key)
-        return work
-
-    def _cached_workspace(self, cache, batch_size, zeros, parts=1):
-        """(ws_off, zeros(size, dtype)) for ``batch_size`` rows (planned for ``parts``) from the
-        OrderedDict ``cache``, which keeps the _MAX_CACHED_WORKSPACES layouts used last."""
-        key = (batch_size, parts)
-        entry = cache.get(key)
-        if entry is None:
-            ws_off, size = workspace_layout(self._layout.layer_int, batch_size, parts)
-            entry = cache[key] = (ws_off, zeros(size, dtype=self.dtype))
-            while len(cache) > _MAX_CACHED_WORKSPACES:
-                cache.popitem(last=False)
-        else:
-            cache.move_to_end(key)
-        return entry
+    # ----------------------------------------------------------------- computation
+    @property
+    def engine(self):
+        """The engine that runs this model's computations on its device (``fastmlp.engines``)."""
+        return self._engine
 
     def _check_training_batch(self, n):
         if n < 2 and any(layer.batchnorm for layer in self.layers):
@@ -230,142 +185,21 @@ class MLP:
             return step
         return check_int(dropout_step, "dropout_step", minimum=0)
 
-    def _network(self):
-        return records.network(self._params, self._buffers, self._layout)
-
-    def _forward_rows(self, X, training, update_stats, step):
-        work = self._work(X.shape[0], self._parts(X.shape[0]))
-        run_task(tasks.TASK_FORWARD, self._network(), records.features_only(X, self.n_outputs),
-                 work, records.no_update(self.dtype),
-                 records.run(self.seed, step, parts=work.partials.shape[0], training=training,
-                             update_stats=update_stats))
-        return net.network_output(work.ws, work.ws_off, self._layout.layer_int, X.shape[0],
-                                  training)
-
-    # ----------------------------------------------------------------- device plumbing
-    # Sync protocol (device="cuda"): the host arrays ``_params``/``_buffers`` are the reference.
-    # Every device computation first uploads them to ``_d_params``/``_d_buffers``; every device
-    # computation that changes device state (training-mode passes) downloads it afterwards, so the
-    # host copy is current whenever control returns to the caller. ``Trainer.fit`` is the one
-    # exception: while it runs, the device state is the newer one (``_device_ahead``: uploads are
-    # skipped), and it downloads the state only when host code needs it (early stopping and
-    # callbacks, after each epoch) and when it returns.
-    def _upload(self):
-        """Copy the host parameters and buffers to the device (allocated on first use); nothing
-        while the device holds the newer values."""
-        from numba import cuda
-        if self._device_ahead:
-            return
-        if self._d_params is None:
-            self._d_params = cuda.to_device(self._params)
-            self._d_buffers = cuda.to_device(self._buffers)
-        else:
-            self._d_params.copy_to_device(self._params)
-            if self._buffers.size:
-                self._d_buffers.copy_to_device(self._buffers)
-
-    def _download(self, params=True, buffers=True):
-        """Copy the device parameters and/or buffers back into the host arrays (in place)."""
-        if params:
-            self._d_params.copy_to_host(self._params)
-        if buffers and self._buffers.size:
-            self._d_buffers.copy_to_host(self._buffers)
-
-    def _device_workspace(self, batch_size):
-        """(ws_off, device ws) for ``batch_size`` rows, cached like :meth:`_work`."""
-        from numba import cuda
-        return self._cached_workspace(self._d_workspaces, batch_size,
-                                      lambda size, dtype: cuda.to_device(np.zeros(size, dtype)))
-
-    def _device_data(self, X, labels=None, targets=None):
-        """Validated X (and labels/targets) on the device: host arrays are copied up, device
-        arrays (checked GPU inputs) are used as they are; an unused (empty) labels/targets becomes
-        an empty device array of the right dtype and width."""
-        from numba import cuda
-
-        def up(a):
-            return cuda.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
-
-        d_X = up(X)
-        if labels is None:
-            return d_X
-        d_labels = up(labels) if labels.size else cuda.device_array(0, dtype=np.int64)
-        d_targets = (up(targets) if targets.shape[0]
-                     else cuda.device_array((0, targets.shape[1]), dtype=self.dtype))
-        return d_X, d_labels, d_targets
-
-    def _checked_features(self, X, name="X"):
-        """X validated (``_validation.check_features``): a host array, or, on device="cuda", a
-        GPU array checked on the device and used in place."""
-        if is_device_input(X):
-            if self.device != "cuda":
-                reject_device_input(X, name)
-            return device_features(X, self.input_dim, self.dtype, name)
-        return check_features(X, self.input_dim, self.dtype, name)
-
-    def _checked_inputs(self, X, y, name_X="X", name_y="y"):
-        """(X, labels, targets, loss code) validated for this model; see
-        :meth:`_checked_features` (y likewise, ``losses.prepare_targets`` on the host)."""
-        X = self._checked_features(X, name_X)
-        if is_device_input(y):
-            if self.device != "cuda":
-                reject_device_input(y, name_y)
-            labels, targets, code = device_targets(self.loss, y, X.shape[0], self.n_outputs,
-                                                   self.dtype, name_y)
-        else:
-            labels, targets, code = prepare_targets(self.loss, y, X.shape[0], self.n_outputs,
-                                                    self.dtype, name_y)
-        return X, labels, targets, code
-
-    def _forward_rows_cuda(self, d_X, training, update_stats, step):
-        """Host copy of the output of a device forward pass over the device rows ``d_X``."""
-        from .kernels.cuda import network as cuda_net
-        ws_off, ws = self._device_workspace(d_X.shape[0])
-        lay = self._layout
-        z = cuda_net.network_forward(d_X, self._d_params, self._d_buffers, lay.layer_int,
-                                     lay.layer_float, ws_off, ws, training, update_stats,
-                                     self.seed, step)
-        return z.copy_to_host()
-
-    # ----------------------------------------------------------------- public computation
     def forward(self, X, training=False, dropout_step=None):
         """Raw outputs (logits) of the last layer, shape (n, n_outputs).
 
         ``training=True`` uses batch statistics (and updates the running statistics) and dropout,
         like a training step; ``dropout_step`` replays the masks of that step.
         """
-        X = self._checked_features(X)
-        if self.device == "cuda":
-            return self._forward_cuda(X, training, dropout_step)
+        X = self._engine.check_features(X)
+        step = 0
         if training:
             self._check_training_batch(X.shape[0])
             step = self._next_dropout_step(dropout_step)
-            return self._forward_rows(X, True, True, step).copy()
-        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        for start in range(0, X.shape[0], EVAL_CHUNK_ROWS):
-            rows = X[start:start + EVAL_CHUNK_ROWS]
-            out[start:start + rows.shape[0]] = self._forward_rows(rows, False, False, 0)
-        return out
-
-    def _forward_cuda(self, X, training, dropout_step):
-        """:meth:`forward` on the device (X validated, on the host or the device)."""
-        if training:
-            self._check_training_batch(X.shape[0])
-        step = self._next_dropout_step(dropout_step) if training else 0
-        self._upload()
-        d_X = self._device_data(X)
-        if training:
-            out = self._forward_rows_cuda(d_X, True, True, step)
-            self._download(params=False)
-            return out
-        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        for start in range(0, X.shape[0], EVAL_CHUNK_ROWS):
-            rows = d_X[start:start + EVAL_CHUNK_ROWS]
-            out[start:start + rows.shape[0]] = self._forward_rows_cuda(rows, False, False, 0)
-        return out
+        return self._engine.forward(X, bool(training), bool(training), step)
 
     def _prepare(self, X, y, l1, l2):
-        X, labels, targets, code = self._checked_inputs(X, y)
+        X, labels, targets, code = self._engine.check_inputs(X, y)
         l1 = check_real(l1, "l1", minimum=0.0)
         l2 = check_real(l2, "l2", minimum=0.0)
         return X, labels, targets, code, l1, l2
@@ -382,116 +216,19 @@ class MLP:
         if training:
             self._check_training_batch(X.shape[0])
             step = self._next_dropout_step(dropout_step)
-        lay = self._layout
-        if self.device == "cuda":
-            from numba import cuda
-            from .kernels.cuda import network as cuda_net
-            self._upload()
-            d_X, d_labels, d_targets = self._device_data(X, labels, targets)
-            d_grads = cuda.device_array_like(self._params)
-            ws_off, ws = self._device_workspace(X.shape[0])
-            loss = cuda_net.network_loss_and_grad(
-                d_X, d_labels, d_targets, code, self._d_params, d_grads, self._d_buffers,
-                lay.layer_int, lay.layer_float, ws_off, ws, bool(training), bool(training),
-                self.seed, step, l1, l2)
-            if training:
-                self._download(params=False)
-            return float(loss), views(d_grads.copy_to_host(), lay.param_slots)
-        grads = np.empty_like(self._params)
-        parts = self._parts(X.shape[0], backward=True)
-        work = run_task(tasks.TASK_GRADIENT, self._network(),
-                        records.data(X, labels, targets, code),
-                        self._work(X.shape[0], parts)._replace(grads=grads),
-                        records.no_update(self.dtype),
-                        records.run(self.seed, step, l1, l2, parts=parts, training=training,
-                                    update_stats=training))
-        return float(work.result[0]), views(grads, lay.param_slots)
+        loss, grads = self._engine.loss_and_grad(X, labels, targets, code, bool(training), step,
+                                                 l1, l2)
+        return loss, views(grads, self._layout.param_slots)
 
     def loss_value(self, X, y, training=False, l1=0.0, l2=0.0, dropout_step=None):
         """Mean loss + penalty without gradients (evaluation mode by default)."""
         X, labels, targets, code, l1, l2 = self._prepare(X, y, l1, l2)
-        lay = self._layout
-        if self.device == "cuda":
-            return self._loss_value_cuda(X, labels, targets, code, training, l1, l2, dropout_step)
         if training:
             self._check_training_batch(X.shape[0])
             step = self._next_dropout_step(dropout_step)
-            parts = self._parts(X.shape[0])
-            work = run_task(tasks.TASK_LOSS, self._network(),
-                            records.data(X, labels, targets, code),
-                            self._work(X.shape[0], parts), records.no_update(self.dtype),
-                            records.run(self.seed, step, l1, l2, parts=parts, training=True,
-                                        update_stats=True))
-            return float(work.result[0])
-        loss, _ = self._evaluation_loss_and_output(X, labels, targets, code)
-        return loss + float(net.network_penalty(self._params, lay.layer_int, l1, l2))
-
-    def _evaluation_loss_and_output(self, X, labels, targets, code):
-        """(mean data loss, outputs (n, n_outputs)) in evaluation mode, from one forward pass over
-        validated host arrays, in chunks of EVAL_CHUNK_ROWS rows (CPU)."""
-        lay = self._layout
-        n = X.shape[0]
-        out = np.empty((n, self.n_outputs), dtype=self.dtype)
-        total = 0.0
-        for start in range(0, n, EVAL_CHUNK_ROWS):
-            stop = min(start + EVAL_CHUNK_ROWS, n)
-            parts = self._parts(stop - start)
-            work = self._work(stop - start, parts)
-            chunk_labels = labels[start:stop] if labels.size else labels
-            chunk_targets = targets[start:stop] if targets.size else targets
-            work = run_task(tasks.TASK_LOSS, self._network(),
-                            records.data(X[start:stop], chunk_labels, chunk_targets, code),
-                            work, records.no_update(self.dtype),
-                            records.run(self.seed, parts=parts))
-            part = float(work.result[0])
-            out[start:stop] = net.network_output(work.ws, work.ws_off, lay.layer_int,
-                                                 stop - start, False)
-            total += part * (stop - start)
-        return total / n, out
-
-    def _loss_value_cuda(self, X, labels, targets, code, training, l1, l2, dropout_step):
-        """:meth:`loss_value` on the device (inputs validated, on the host or the device)."""
-        from .kernels.cuda import network as cuda_net
-        lay = self._layout
-        if training:
-            self._check_training_batch(X.shape[0])
-            step = self._next_dropout_step(dropout_step)
-        self._upload()
-        d_X, d_labels, d_targets = self._device_data(X, labels, targets)
-        if training:
-            ws_off, ws = self._device_workspace(X.shape[0])
-            value = cuda_net.network_loss(d_X, d_labels, d_targets, code, self._d_params,
-                                          self._d_buffers, lay.layer_int, lay.layer_float, ws_off,
-                                          ws, True, True, self.seed, step, l1, l2)
-            self._download(params=False)
-            return float(value)
-        loss, _, _ = self._evaluation_cuda(d_X, d_labels, d_targets, code, count=False)
-        return loss + float(cuda_net.network_penalty(self._d_params, lay.layer_int, l1, l2))
-
-    def _evaluation_cuda(self, d_X, d_labels, d_targets, code, count=True):
-        """(mean data loss, correct, counted) in evaluation mode over device rows (labels or
-        targets as the loss uses), in chunks of EVAL_CHUNK_ROWS rows; only scalars come back.
-        The counts are 0 unless ``count``."""
-        from .kernels.cuda import network as cuda_net
-        from .kernels.cuda.metrics import count_correct as cuda_count_correct
-        lay = self._layout
-        n = d_X.shape[0]
-        total, correct, counted = 0.0, 0, 0
-        for start in range(0, n, EVAL_CHUNK_ROWS):
-            stop = min(start + EVAL_CHUNK_ROWS, n)
-            ws_off, ws = self._device_workspace(stop - start)
-            chunk_labels = d_labels[start:stop] if d_labels.shape[0] else d_labels
-            chunk_targets = d_targets[start:stop] if d_targets.shape[0] else d_targets
-            part = cuda_net.network_loss(d_X[start:stop], chunk_labels, chunk_targets, code,
-                                         self._d_params, self._d_buffers, lay.layer_int,
-                                         lay.layer_float, ws_off, ws, False, False, self.seed, 0,
-                                         0.0, 0.0)
-            total += part * (stop - start)
-            if count:
-                z = cuda_net.network_output(ws, ws_off, lay.layer_int, stop - start, False)
-                c, k = cuda_count_correct(z, chunk_labels, chunk_targets, code)
-                correct, counted = correct + int(c), counted + int(k)
-        return total / n, correct, counted
+            return self._engine.training_loss(X, labels, targets, code, step, l1, l2)
+        engine = self._engine
+        return engine.evaluate(engine.place(X, labels, targets, code), False, l1, l2)[0]
 
     def predict_proba(self, X):
         """Class probabilities: softmax rows (cross_entropy) or per-output sigmoids

@@ -37,6 +37,7 @@ import numbers
 
 import numpy as np
 
+from .kernels.contract import ADAGRAD, ADAM, N_COEFFICIENTS, RMSPROP, RPROP, SGD
 from .kernels.cpu import optimizers as _kernels
 
 __all__ = [
@@ -146,19 +147,29 @@ def _read_header(state_dict):
 # ---------------------------------------------------------------- base class
 
 class Optimizer:
-    """Base class: per-key lazy state, validated ``step``, ``state_dict`` and config round trips.
+    """Base class: per-key lazy state, one update path, ``state_dict`` and config round trips.
 
-    Subclasses define ``_STATE_NAMES`` (the torch names of their state arrays), ``get_config``,
-    ``_coefficients(t)`` (the kernel's scalars at step t, computed in float64; ``step`` casts them
-    to the parameter's dtype) and ``_update(param, grad, state, scalars)``, which calls the
-    compiled kernel on flat views.
+    Subclasses define ``_CODE`` (the kernel's optimizer code), ``_STATE_NAMES`` (the torch names
+    of their state arrays), ``get_config``, ``_kernel_states()`` (the state names the kernel reads
+    as s0, s1, s2 in the current configuration, None where it reads nothing),
+    ``_coefficients(t)`` (the kernel's scalars at step t, computed in float64 and cast to the
+    parameter's dtype) and, where they differ from the defaults, ``_fill(name)`` (a state array's
+    initial value), ``_flag()`` and ``_creates_buffer(state)``.
+
+    Every update, by :meth:`step` or by the Trainer's compiled epoch, is the kernel
+    ``optimizer_update`` on state kept per parameter key in ``self.state[key]``: a dict with
+    ``"step"`` (the key's update count t) and its arrays. For a model the Trainer lays those
+    arrays out end to end (:meth:`kernel_state`), so each key's arrays are views of one flat array
+    per state name and a whole epoch updates them in one call.
     """
 
+    _CODE = -1
     _STATE_NAMES = ()
 
     def __init__(self, lr):
         self.lr = lr
         self.state = {}
+        self._flat = {}  # state name -> the flat array the model's per-key arrays are views of
 
     @property
     def lr(self):
@@ -188,6 +199,28 @@ class Optimizer:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
+    # -- what subclasses describe
+
+    def _kernel_states(self):
+        """(name or None, name or None, name or None): the state arrays s0, s1, s2."""
+        raise NotImplementedError
+
+    def _coefficients(self, t):
+        """The kernel's scalar arguments at step t (from 1), as Python floats (float64 math)."""
+        raise NotImplementedError
+
+    def _fill(self, name):
+        """Initial value of state array ``name``."""
+        return 0.0
+
+    def _flag(self):
+        """The kernel's flag: nesterov (SGD), centered (RMSprop), amsgrad (Adam); else False."""
+        return False
+
+    def _creates_buffer(self, state):
+        """Whether the next update creates its buffer from the gradient (SGD's momentum)."""
+        return False
+
     # -- stepping
 
     def step(self, params, grads):
@@ -199,20 +232,26 @@ class Optimizer:
         """
         _check_pairs(params, grads)
         states = [self._state_for(key, param) for key, param in params.items()]
-        scalars = {}  # (dtype, step) -> kernel scalars, shared by the keys at the same step
         for (key, param), state in zip(params.items(), states):
+            init = self._creates_buffer(state)
+            arrays = [self._buffer(state, name, param) if name else _EMPTY[param.dtype]
+                      for name in self._kernel_states()]
+            row = self._coefficient_row(state["step"] + 1, param.dtype)
+            _kernels.optimizer_update(self._CODE, param.reshape(-1), grads[key].reshape(-1),
+                                      *arrays, row, self._flag(), init)
             state["step"] += 1
-            at = (param.dtype, state["step"])
-            if at not in scalars:
-                cast = param.dtype.type
-                scalars[at] = tuple(cast(c) for c in self._coefficients(state["step"]))
-            self._update(param, grads[key], state, scalars[at])
+
+    def _coefficient_row(self, t, dtype):
+        row = np.zeros(N_COEFFICIENTS, dtype=dtype)
+        values = self._coefficients(t)
+        row[:len(values)] = [np.dtype(dtype).type(c) for c in values]
+        return row
 
     def _state_for(self, key, param):
         """The state of ``key``, created if absent; checked against ``param``'s shape and dtype."""
         state = self.state.get(key)
         if state is None:
-            state = self.state[key] = self._init_state(param)
+            state = self.state[key] = {"step": 0}
             return state
         for name, value in state.items():
             if name != "step" and (value.shape != param.shape or value.dtype != param.dtype):
@@ -222,52 +261,80 @@ class Optimizer:
                     f"{param.dtype}")
         return state
 
-    def _init_state(self, param):
-        """Fresh state for one parameter: step 0 plus the arrays the current variant needs."""
-        return {"step": 0}
-
-    @staticmethod
-    def _buffer(state, name, like, fill=0.0):
-        """The flat view of state[name], created with ``fill`` (like ``like``) when missing."""
+    def _buffer(self, state, name, like):
+        """The flat view of state[name], created with its initial value when missing."""
         array = state.get(name)
         if array is None:
-            array = state[name] = np.full(like.shape, fill, like.dtype)
+            array = state[name] = np.full(like.shape, self._fill(name), like.dtype)
         return array.reshape(-1)
 
-    def _coefficients(self, t):
-        """The kernel's scalar arguments at step t (from 1), as Python floats (float64 math)."""
-        raise NotImplementedError
+    # -- a whole model's state, for the compiled epoch
 
-    def _update(self, param, grad, state, scalars):
-        """Run the kernel on flat views of param, grad and the state, with the cast scalars."""
-        raise NotImplementedError
+    def kernel_state(self, params):
+        """(code, s0, s1, s2, flag, init_buffer) for updating all of ``params`` (ArrayViews of a
+        model: views into one flat array, in layout order) in one kernel call.
 
-    # -- whole-epoch kernels
+        Each used state array is one flat array (P,) whose slices are the per-key arrays of
+        ``self.state`` (created if missing, copied in once if they were separate arrays), so
+        :meth:`step`, :meth:`state_dict` and the compiled epoch see the same numbers. Raises
+        ValueError when the keys' step counts differ (then they cannot share one update)."""
+        first = next(iter(params.values()))
+        total = sum(v.size for v in params.values())
+        states = [self._state_for(key, value) for key, value in params.items()]
+        if len({state["step"] for state in states}) > 1:
+            raise ValueError("the optimizer has taken different numbers of steps for the model's "
+                             "parameters; use a fresh optimizer (or the same one for all of them)")
+        creates = {self._creates_buffer(state) for state in states}
+        if len(creates) > 1:
+            raise ValueError("the optimizer has a momentum buffer for some of the model's "
+                             "parameters only; use a fresh optimizer")
+        arrays = [self._flat_state(name, params, states, total, first.dtype) if name
+                  else _EMPTY[first.dtype] for name in self._kernel_states()]
+        return (self._CODE, *arrays, self._flag(), creates.pop())
 
-    def _kernel_arguments(self, param, state):
-        """(kernel code, s0, s1, s2, flag, init_buffer) for ``optimizer_update``; creates the state
-        arrays the variant needs."""
-        raise NotImplementedError
+    def _flat_state(self, name, params, states, total, dtype):
+        flat = self._flat.get(name)
+        if (flat is not None and flat.shape == (total,) and flat.dtype == dtype
+                and all(state.get(name) is not None and state[name].base is flat
+                        for state in states)):
+            return flat
+        flat = np.empty(total, dtype=dtype)
+        offset = 0
+        for (key, value), state in zip(params.items(), states):
+            part = flat[offset:offset + value.size]
+            old = state.get(name)
+            part[...] = self._fill(name) if old is None else old.reshape(-1)
+            state[name] = part.reshape(value.shape)
+            offset += value.size
+        self._flat[name] = flat
+        return flat
 
-    def fused_arguments(self, key, param):
-        """Arguments of ``fastmlp.kernels.cpu.optimizers.optimizer_update`` for ``params[key]``
-        (1-D, C-contiguous), its state created if needed: (code, s0, s1, s2, flag, init_buffer)."""
-        return self._kernel_arguments(param, self._state_for(key, param))
-
-    def coefficient_table(self, key, steps, dtype):
-        """(steps, N_COEFFICIENTS) kernel scalars for the next ``steps`` updates of ``key``, cast
-        to ``dtype`` exactly as ``step`` casts them, so fused and unfused training agree bitwise."""
-        t0 = self.state[key]["step"] if key in self.state else 0
-        table = np.zeros((steps, _kernels.N_COEFFICIENTS), dtype=dtype)
-        cast = np.dtype(dtype).type
+    def coefficient_table(self, keys, steps, dtype):
+        """(steps, N_COEFFICIENTS) kernel scalars for the next ``steps`` updates of ``keys`` (which
+        share one step count), cast to ``dtype`` exactly as :meth:`step` casts them."""
+        keys = list(keys)
+        t0 = self.state[keys[0]]["step"] if keys and keys[0] in self.state else 0
+        table = np.zeros((steps, N_COEFFICIENTS), dtype=dtype)
         for k in range(steps):
-            row = self._coefficients(t0 + k + 1)
-            table[k, :len(row)] = [cast(c) for c in row]
+            table[k] = self._coefficient_row(t0 + k + 1, dtype)
         return table
 
-    def advance(self, key, steps):
-        """Count ``steps`` updates of ``key`` done by a fused kernel."""
-        self.state[key]["step"] += steps
+    def advance(self, keys, steps):
+        """Count ``steps`` updates of ``keys`` done by a compiled epoch."""
+        for key in keys:
+            self.state[key]["step"] += steps
+
+    def split_flat_state(self, key, slots):
+        """Replace the state of ``key`` holding flat arrays (as checkpoints of format 1 stored a
+        model's state, under "params") by the per-parameter state of ``slots`` (key, offset,
+        shape), views of those arrays."""
+        flat = self.state.pop(key)
+        for slot in slots:
+            state = {"step": flat["step"]}
+            for name, value in flat.items():
+                if name != "step":
+                    state[name] = value[slot.offset:slot.offset + slot.size].reshape(slot.shape)
+            self.state[slot.key] = state
 
     # -- checkpoints
 
@@ -356,6 +423,7 @@ class SGD(Optimizer):
         nesterov: Nesterov momentum; requires momentum > 0 and dampening == 0.
     """
 
+    _CODE = SGD
     _STATE_NAMES = ("momentum_buffer",)
 
     def __init__(self, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
@@ -374,20 +442,14 @@ class SGD(Optimizer):
     def _coefficients(self, t):
         return self.lr, self.momentum, 1.0 - self.dampening, self.weight_decay
 
-    def _update(self, param, grad, state, scalars):
-        use_momentum = self.momentum != 0.0
-        init_buffer = use_momentum and "momentum_buffer" not in state
-        buffer = (self._buffer(state, "momentum_buffer", param) if use_momentum
-                  else _EMPTY[param.dtype])
-        _kernels.sgd_update(param.reshape(-1), grad.reshape(-1), buffer, *scalars, self.nesterov,
-                            init_buffer)
+    def _kernel_states(self):
+        return ("momentum_buffer" if self.momentum != 0.0 else None, None, None)
 
-    def _kernel_arguments(self, param, state):
-        use_momentum = self.momentum != 0.0
-        init_buffer = use_momentum and "momentum_buffer" not in state
-        empty = _EMPTY[param.dtype]
-        buffer = self._buffer(state, "momentum_buffer", param) if use_momentum else empty
-        return _kernels.SGD, buffer, empty, empty, self.nesterov, init_buffer
+    def _flag(self):
+        return self.nesterov
+
+    def _creates_buffer(self, state):
+        return self.momentum != 0.0 and "momentum_buffer" not in state
 
 
 class Adagrad(Optimizer):
@@ -405,6 +467,7 @@ class Adagrad(Optimizer):
         eps: added to sqrt(sum) in the denominator, >= 0.
     """
 
+    _CODE = ADAGRAD
     _STATE_NAMES = ("sum",)
 
     def __init__(self, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
@@ -420,21 +483,16 @@ class Adagrad(Optimizer):
         return dict(lr=self.lr, lr_decay=self.lr_decay, weight_decay=self.weight_decay,
                     initial_accumulator_value=self.initial_accumulator_value, eps=self.eps)
 
-    def _init_state(self, param):
-        return {"step": 0, "sum": np.full(param.shape, self.initial_accumulator_value, param.dtype)}
+    def _kernel_states(self):
+        return ("sum", None, None)
+
+    def _fill(self, name):
+        return self.initial_accumulator_value
 
     def _coefficients(self, t):
         clr = self.lr / (1.0 + (t - 1) * self.lr_decay)
         return clr, self.weight_decay, self.eps
 
-    def _update(self, param, grad, state, scalars):
-        state_sum = self._buffer(state, "sum", param, self.initial_accumulator_value)
-        _kernels.adagrad_update(param.reshape(-1), grad.reshape(-1), state_sum, *scalars)
-
-    def _kernel_arguments(self, param, state):
-        empty = _EMPTY[param.dtype]
-        state_sum = self._buffer(state, "sum", param, self.initial_accumulator_value)
-        return _kernels.ADAGRAD, state_sum, empty, empty, False, False
 
 
 class RMSProp(Optimizer):
@@ -454,6 +512,7 @@ class RMSProp(Optimizer):
         centered: normalise by the estimated variance instead of the second moment.
     """
 
+    _CODE = RMSPROP
     _STATE_NAMES = ("square_avg", "grad_avg", "momentum_buffer")
 
     def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
@@ -473,20 +532,12 @@ class RMSProp(Optimizer):
         return (self.lr, self.alpha, 1.0 - self.alpha, self.eps, self.weight_decay,
                 self.momentum)
 
-    def _update(self, param, grad, state, scalars):
-        empty = _EMPTY[param.dtype]
-        square_avg = self._buffer(state, "square_avg", param)
-        grad_avg = self._buffer(state, "grad_avg", param) if self.centered else empty
-        buffer = self._buffer(state, "momentum_buffer", param) if self.momentum > 0.0 else empty
-        _kernels.rmsprop_update(param.reshape(-1), grad.reshape(-1), square_avg, grad_avg, buffer,
-                                *scalars, self.centered)
+    def _kernel_states(self):
+        return ("square_avg", "grad_avg" if self.centered else None,
+                "momentum_buffer" if self.momentum > 0.0 else None)
 
-    def _kernel_arguments(self, param, state):
-        empty = _EMPTY[param.dtype]
-        square_avg = self._buffer(state, "square_avg", param)
-        grad_avg = self._buffer(state, "grad_avg", param) if self.centered else empty
-        buffer = self._buffer(state, "momentum_buffer", param) if self.momentum > 0.0 else empty
-        return _kernels.RMSPROP, square_avg, grad_avg, buffer, self.centered, False
+    def _flag(self):
+        return self.centered
 
 
 RMSprop = RMSProp
@@ -509,6 +560,7 @@ class Adam(Optimizer):
         amsgrad: use the running maximum of the second moment.
     """
 
+    _CODE = ADAM
     _STATE_NAMES = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _DECOUPLED = False
 
@@ -536,20 +588,11 @@ class Adam(Optimizer):
         return (beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bias_correction2_sqrt,
                 self.eps, weight_decay, param_decay)
 
-    def _update(self, param, grad, state, scalars):
-        exp_avg = self._buffer(state, "exp_avg", param)
-        exp_avg_sq = self._buffer(state, "exp_avg_sq", param)
-        max_exp_avg_sq = (self._buffer(state, "max_exp_avg_sq", param) if self.amsgrad
-                          else _EMPTY[param.dtype])
-        _kernels.adam_update(param.reshape(-1), grad.reshape(-1), exp_avg, exp_avg_sq,
-                             max_exp_avg_sq, *scalars, self.amsgrad)
+    def _kernel_states(self):
+        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if self.amsgrad else None)
 
-    def _kernel_arguments(self, param, state):
-        exp_avg = self._buffer(state, "exp_avg", param)
-        exp_avg_sq = self._buffer(state, "exp_avg_sq", param)
-        max_exp_avg_sq = (self._buffer(state, "max_exp_avg_sq", param) if self.amsgrad
-                          else _EMPTY[param.dtype])
-        return _kernels.ADAM, exp_avg, exp_avg_sq, max_exp_avg_sq, self.amsgrad, False
+    def _flag(self):
+        return self.amsgrad
 
 
 class AdamW(Adam):
@@ -579,6 +622,7 @@ class Rprop(Optimizer):
         step_sizes: (min, max) bounds of the step size with 0 < min <= max.
     """
 
+    _CODE = RPROP
     _STATE_NAMES = ("prev", "step_size")
 
     def __init__(self, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0)):
@@ -596,22 +640,15 @@ class Rprop(Optimizer):
     def get_config(self):
         return dict(lr=self.lr, etas=self.etas, step_sizes=self.step_sizes)
 
-    def _init_state(self, param):
-        return {"step": 0, "prev": np.zeros(param.shape, param.dtype),
-                "step_size": np.full(param.shape, self.lr, param.dtype)}
+    def _kernel_states(self):
+        return ("prev", "step_size", None)
+
+    def _fill(self, name):
+        return self.lr if name == "step_size" else 0.0
 
     def _coefficients(self, t):
         return self.etas + self.step_sizes
 
-    def _update(self, param, grad, state, scalars):
-        prev = self._buffer(state, "prev", param)
-        step_size = self._buffer(state, "step_size", param, self.lr)
-        _kernels.rprop_update(param.reshape(-1), grad.reshape(-1), prev, step_size, *scalars)
-
-    def _kernel_arguments(self, param, state):
-        prev = self._buffer(state, "prev", param)
-        step_size = self._buffer(state, "step_size", param, self.lr)
-        return _kernels.RPROP, prev, step_size, _EMPTY[param.dtype], False, False
 
 
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adagrad, RMSProp, Adam, AdamW, Rprop)}

@@ -3,7 +3,7 @@
 Policy: one owner of the cores at a time. fastmlp's kernels run their own Numba threads and cut
 every phase of a step — each matrix product with its fused elementwise work, the loss, the
 optimizer sweep — into one block per thread; each thread calls the BLAS on its block while the
-BLAS itself runs single-threaded (:mod:`fastmlp._blas_threads`). Two pools running side by side
+BLAS itself runs single-threaded (:mod:`fastmlp.engines.blas_threads`). Two pools running side by side
 made a step 9–80× slower on a 2-core machine.
 
 :func:`kernel_parts` cuts each phase of a call into parts by its work (1 for small work, else one
@@ -26,8 +26,8 @@ import warnings
 
 import numba
 
-from ._blas_threads import blas_controlled
 from ._validation import check_int
+from .engines.blas_threads import blas_controlled
 
 # Work (multiply-adds of one call's matrix products) below which a call runs on one thread;
 # measured on a 2-core AMD EPYC: a 40-100-100-10 step on 100 rows (about 1.5 M) still gains.
@@ -53,12 +53,14 @@ def kernel_parts(macs):
     return min(MAX_PARTS, usable_cores())
 
 
+_kernel_threads = {"cap": None}  # set by set_num_threads / num_threads; None: NUMBA_NUM_THREADS
+
+
 def _numba_threads():
-    """Numba's thread count, without starting Numba's own thread pool when nothing has yet."""
-    from numba.np.ufunc import parallel
-    if parallel._is_initialized:
-        return numba.get_num_threads()
-    return numba.config.NUMBA_NUM_THREADS
+    """The kernels' thread cap: the last ``set_num_threads``, else Numba's configured count
+    (read without starting Numba's own thread pool)."""
+    cap = _kernel_threads["cap"]
+    return numba.config.NUMBA_NUM_THREADS if cap is None else cap
 
 
 def team_members(parts):
@@ -144,6 +146,7 @@ def get_num_threads():
 
 def _apply(numba_threads, blas_threads):
     numba.set_num_threads(numba_threads)
+    _kernel_threads["cap"] = numba_threads
     controller = _controller()
     if controller is None:
         if blas_threads is not None:

@@ -11,18 +11,13 @@ from . import __version__
 from ._validation import check_int, check_real
 from .callbacks import Callback, EarlyStopping
 from .io import FileFormatError, atomic_save_npz, load_npz
-from ._layout import workspace_layout
-from .kernels.cpu.metrics import count_correct
-from . import _records as records
-from .kernels.cpu.network import network_penalty
-from ._team import run_task
-from .kernels.cpu.train import TASK_EPOCH
 from .model import MLP
 from .optimizers import OPTIMIZERS, Adam, Optimizer
 from .progress import epoch_progress
 from .schedules import SCHEDULES, Schedule
 
-_FLAT_KEY = "params"
+# checkpoints of format 1 kept a model's optimizer state under this one key, in flat arrays
+_FORMAT_1_OPTIMIZER_KEY = "params"
 
 
 class NonFiniteLossWarning(RuntimeWarning):
@@ -75,7 +70,7 @@ class Trainer:
     """
 
     FILE_FORMAT = "fastmlp.checkpoint"
-    FORMAT_VERSION = 1
+    FORMAT_VERSION = 2  # 2: the optimizer state per parameter key (1: one flat "params" key)
 
     def __init__(self, model, optimizer=None, batch_size=128, epochs=20, shuffle=True, seed=0,
                  l1=0.0, l2=0.0, early_stopping=None, callbacks=(), lr_schedule=None,
@@ -113,36 +108,26 @@ class Trainer:
         self.history = {}
         self.stop_reason = None
         self._rng = np.random.default_rng(self.seed)
-        self._grads = None  # host gradients of the CPU path, allocated on its first epoch
-        self._buffers_cache = None  # (layout key, batch buffers) of _epoch_buffers
-        # device="cuda": the fit's device arrays, made on its first epoch / first validation
-        self._cuda_state = self._cuda_validation = None
+        self.engine = model.engine
 
     # ----------------------------------------------------------------- data
-    def _prepare(self, X, y, name_X="X", name_y="y"):
-        return self.model._checked_inputs(X, y, name_X, name_y)
-
-    def _split(self, X, labels, targets, validation_split):
+    def _split(self, placed, validation_split):
+        """(training rows, validation rows) of placed data, chosen by ``seed``."""
         fraction = check_real(validation_split, "validation_split")
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"validation_split must be in (0, 1); got {validation_split}")
-        n = X.shape[0]
+        n = placed.rows
         n_val = int(round(n * fraction))
         if n_val < 1 or n - n_val < 1:
             raise ValueError(f"validation_split={validation_split} leaves an empty training or "
                              f"validation set for {n} samples")
         order = np.random.default_rng([self.seed, 1]).permutation(n)
         train, val = np.sort(order[n_val:]), np.sort(order[:n_val])
+        return self.engine.take_rows(placed, train), self.engine.take_rows(placed, val)
 
-        if not all(isinstance(a, np.ndarray) for a in (X, labels, targets)):  # GPU inputs
-            from ._device_inputs import take_rows
-            data = self.model._device_data(X, labels, targets)
-            return take_rows(*data, train), take_rows(*data, val)
-
-        def pick(rows):
-            return (X[rows], labels[rows] if labels.size else labels,
-                    targets[rows] if targets.shape[0] else targets)
-        return pick(train), pick(val)
+    def _placed(self, X, y, name_X="X", name_y="y"):
+        """X and y validated (the engine's rules) and placed where the engine computes."""
+        return self.engine.place(*self.engine.check_inputs(X, y, name_X, name_y))
 
     def _batches(self, n):
         """(steps + 1,) int64 row boundaries of the batches of an epoch."""
@@ -156,136 +141,23 @@ class Trainer:
         return np.asarray(bounds, dtype=np.int64)
 
     # ----------------------------------------------------------------- training
-    def _before_training(self, X, labels, targets, bounds):
+    def _before_training(self, placed, bounds):
         """Called by ``fit`` once the data and batches are checked, before the first epoch."""
 
     def _callbacks_stop(self, requested):
         """Whether a callback's stop request ends the run."""
         return requested
 
-    def _epoch_buffers(self, X, labels, targets, bounds):
-        """Batch and workspace arrays for this data/batch layout, allocated once per fit."""
-        model = self.model
-        sizes = np.diff(bounds)
-        rows = int(sizes.max())
-        parts = model._parts(int(sizes[0]), backward=True) if model.device == "cpu" else 1
-        key = (X.shape[1], int(sizes[0]), int(sizes[-1]), rows, bool(labels.size),
-               targets.shape[1] if targets.shape[0] else 0, parts)
-        cached = self._buffers_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        layer_int = model._layout.layer_int
-        ws_off_full, _ = workspace_layout(layer_int, int(sizes[0]), parts)
-        ws_off_last, _ = workspace_layout(layer_int, int(sizes[-1]), parts)
-        _, ws_size = workspace_layout(layer_int, rows)
-        if self._grads is None and model.device == "cpu":
-            self._grads = np.zeros_like(model._params)
-        batch = (np.empty((rows, X.shape[1]), dtype=model.dtype),
-                 np.empty(rows if labels.size else 0, dtype=np.int64),
-                 np.empty((rows if targets.shape[0] else 0, targets.shape[1]), dtype=model.dtype))
-        buffers = (records.workspace(np.zeros(ws_size, dtype=model.dtype), ws_off_full, parts,
-                                     model.dtype, grads=self._grads, batch=batch,
-                                     ws_off_last=ws_off_last, saved=np.empty_like(model._buffers)),
-                   parts)
-        self._buffers_cache = (key, buffers)
-        return buffers
-
-    def _cuda_epoch_state(self, X, labels, targets, bounds, host_opt):
-        """Device arrays kept across the epochs of a fit on ``device="cuda"``: the training data,
-        the batch buffers, the workspace, the gradients and the optimizer state, created (and the
-        model and the optimizer state ``host_opt`` = (s0, s1, s2) uploaded) on the first epoch
-        over this ``X``/``bounds``."""
-        from numba import cuda
-        state = self._cuda_state
-        if (state is not None and state["X"] is X and state["labels"] is labels
-                and state["targets"] is targets and np.array_equal(state["bounds"], bounds)):
-            return state
-        model = self.model
-        model._upload()
-        d_X, d_labels, d_targets = model._device_data(X, labels, targets)
-        work, _ = self._epoch_buffers(X, labels, targets, bounds)
-        Xb, lb, tb, ws_off_full, ws_off_last, ws = (work.Xb, work.lb, work.tb, work.ws_off,
-                                                    work.ws_off_last, work.ws)
-        state = {
-            "X": X, "labels": labels, "targets": targets, "bounds": bounds.copy(),
-            "data": (d_X, d_labels, d_targets),
-            "batch": (cuda.device_array(Xb.shape, dtype=Xb.dtype),
-                      cuda.device_array(lb.shape, dtype=lb.dtype),
-                      cuda.device_array(tb.shape, dtype=tb.dtype)),
-            "ws": (ws_off_full, ws_off_last, cuda.to_device(np.zeros_like(ws))),
-            "grads": cuda.to_device(np.zeros_like(model._params)),
-            "host_opt": host_opt,
-            "opt": tuple(cuda.to_device(s) if s.size else cuda.device_array(0, dtype=s.dtype)
-                         for s in host_opt),
-        }
-        self._cuda_state = state
-        return state
-
-    def _sync_host(self):
-        """device="cuda": copy the model and optimizer state to the host arrays when the device
-        holds newer values (the model's ``_device_ahead``)."""
-        model, state = self.model, self._cuda_state
-        if model.device != "cuda" or not model._device_ahead:
-            return
-        model._device_ahead = False
-        model._download()
-        if state is not None:
-            for d_s, s in zip(state["opt"], state["host_opt"]):
-                if s.size:
-                    d_s.copy_to_host(s)
-
-    def _run_epoch_cuda(self, X, labels, targets, code, bounds):
-        """:meth:`_run_epoch` on the device. Only the row order and the optimizer coefficients go
-        up and the epoch's scalars come back; the model and optimizer state stay on the device
-        (``fit`` copies them to the host when host code needs them: see :meth:`_sync_host`)."""
-        from numba import cuda
-
-        from .kernels.cuda.train import train_epoch as cuda_train_epoch
-        model, lay, opt = self.model, self.model._layout, self.optimizer
-        n = X.shape[0]
-        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-        steps = bounds.shape[0] - 1
-        opt_code, s0, s1, s2, flag, init = opt.fused_arguments(_FLAT_KEY, model._params)
-        state = self._cuda_epoch_state(X, labels, targets, bounds, (s0, s1, s2))
-        coefficients = opt.coefficient_table(_FLAT_KEY, steps, model.dtype)
-        ws_off_full, ws_off_last, ws = state["ws"]
-        d_s0, d_s1, d_s2 = state["opt"]
-        done, total, correct, counted = cuda_train_epoch(
-            *state["data"], code, cuda.to_device(order.astype(np.int64)), bounds, *state["batch"],
-            model._d_params, state["grads"], model._d_buffers, lay.layer_int, lay.layer_float,
-            ws_off_full, ws_off_last, ws, model.seed, model.dropout_step, self.l1, self.l2,
-            0.0 if self.clip_norm is None else self.clip_norm, opt_code, d_s0, d_s1, d_s2, flag,
-            init, cuda.to_device(coefficients))
-        model._device_ahead = True
-        opt.advance(_FLAT_KEY, done)
-        model.dropout_step += done
-        if done < steps:
-            return None
-        return total / n, (correct / counted if counted else None)
-
-    def _run_epoch(self, X, labels, targets, code, bounds):
-        """One pass over the data in one compiled call; returns (loss, accuracy or None), or None
-        when a step met a NaN/inf loss or gradient (no update was made by that step)."""
-        if self.model.device == "cuda":
-            return self._run_epoch_cuda(X, labels, targets, code, bounds)
-        model, lay, opt = self.model, self.model._layout, self.optimizer
-        n = X.shape[0]
-        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-        work, parts = self._epoch_buffers(X, labels, targets, bounds)
-        steps = bounds.shape[0] - 1
-        fused = opt.fused_arguments(_FLAT_KEY, model._params)
-        coefficients = opt.coefficient_table(_FLAT_KEY, steps, model.dtype)
-        work = run_task(TASK_EPOCH, records.network(model._params, model._buffers, lay),
-                        records.data(X, labels, targets, code, order.astype(np.int64), bounds),
-                        work, records.update(fused, coefficients),
-                        records.run(model.seed, model.dropout_step, self.l1, self.l2,
-                                    0.0 if self.clip_norm is None else self.clip_norm, parts,
-                                    training=True, update_stats=True, count=True, gathered=True))
-        done, total, correct, counted = (int(work.result[0]), float(work.result[1]),
-                                         int(work.result[2]), int(work.result[3]))
-        opt.advance(_FLAT_KEY, done)
-        model.dropout_step += done
-        if done < steps:
+    def _run_epoch(self, placed, bounds):
+        """One pass over the data (one engine call); returns (loss, accuracy or None), or None when
+        a step met a NaN/inf loss or gradient (no update was made by that step)."""
+        n = placed.rows
+        order = (self._rng.permutation(n) if self.shuffle else np.arange(n)).astype(np.int64)
+        done, total, correct, counted = self.engine.run_epoch(
+            placed, order, bounds, self.model.dropout_step, self.l1, self.l2,
+            0.0 if self.clip_norm is None else self.clip_norm)
+        self.model.dropout_step += done
+        if done < bounds.shape[0] - 1:
             return None
         return total / n, (correct / counted if counted else None)
 
@@ -296,20 +168,20 @@ class Trainer:
         trained, ``val_loss`` and ``val_accuracy`` with validation data, ``lr`` and
         ``epoch_time`` (seconds), one entry per epoch.
         """
-        X, labels, targets, code = self._prepare(X, y)
         if validation_data is not None and validation_split is not None:
             raise ValueError("pass validation_data or validation_split, not both")
+        if validation_data is not None and (not isinstance(validation_data, (tuple, list))
+                                            or len(validation_data) != 2):
+            raise ValueError("validation_data must be a pair (X_val, y_val)")
+        placed = self._placed(X, y)
         val = None
         if validation_split is not None:
-            (X, labels, targets), val_rows = self._split(X, labels, targets, validation_split)
-            val = (*val_rows, code)
+            placed, val = self._split(placed, validation_split)
         elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (X_val, y_val)")
-            val = self._prepare(*validation_data, name_X="validation_data X",
-                                name_y="validation_data y")
-        bounds = self._batches(X.shape[0])
-        self._before_training(X, labels, targets, bounds)
+            val = self._placed(*validation_data, name_X="validation_data X",
+                               name_y="validation_data y")
+        bounds = self._batches(placed.rows)
+        self._before_training(placed, bounds)
         if self.epoch >= self.epochs:
             warnings.warn(f"the trainer has already run its {self.epochs} epochs; raise "
                           f"trainer.epochs to train further", stacklevel=2)
@@ -321,13 +193,13 @@ class Trainer:
         if self.lr_schedule is not None:
             self.lr_schedule.start(self.optimizer.lr)
         self.stop_reason = None
-        self._cuda_state = self._cuda_validation = None
         bar = epoch_progress(self.progress, self.epochs, self.epoch)
+        self.engine.begin_fit(placed, bounds, self.optimizer)
         try:
             while self.epoch < self.epochs:
                 began = time.perf_counter()
                 lr = self.optimizer.lr
-                result = self._run_epoch(X, labels, targets, code, bounds)
+                result = self._run_epoch(placed, bounds)
                 if result is None:
                     self.stop_reason = "non-finite loss"
                     warnings.warn(f"non-finite loss or gradient in epoch {self.epoch + 1}; training "
@@ -340,7 +212,7 @@ class Trainer:
                 if result[1] is not None:
                     metrics["accuracy"] = result[1]
                 if val is not None:
-                    for key, value in self._evaluate_prepared(*val).items():
+                    for key, value in self._evaluate_placed(val).items():
                         metrics[f"val_{key}"] = value
                 metrics["lr"] = lr
                 metrics["epoch_time"] = time.perf_counter() - began
@@ -350,7 +222,7 @@ class Trainer:
                 if self.lr_schedule is not None:
                     self.optimizer.lr = self.lr_schedule.step(self.epoch, metrics, self.optimizer.lr)
                 if hooks:
-                    self._sync_host()  # early stopping and callbacks read the host arrays
+                    self.engine.sync_host()  # early stopping and callbacks read the host arrays
                 if self.early_stopping is not None and self.early_stopping.on_epoch_end(self.epoch,
                                                                                          metrics):
                     self.stop_reason = "early stopping"
@@ -361,8 +233,7 @@ class Trainer:
                     break
         finally:
             bar.close()
-            self._sync_host()
-            self._cuda_state = self._cuda_validation = None
+            self.engine.end_fit()
         finished = self.stop_reason == "early stopping" or self.epoch >= self.epochs
         if self.early_stopping is not None and self.early_stopping.restore_best and finished:
             self.early_stopping.restore()
@@ -372,36 +243,19 @@ class Trainer:
         return self.history
 
     # ----------------------------------------------------------------- evaluation
-    def _evaluate_prepared(self, X, labels, targets, code):
-        """Loss (+ penalty) and accuracy of validated arrays from one forward pass; on the device
-        (device="cuda") the arrays go up once per fit and only scalars come back."""
-        model = self.model
-        if model.device == "cpu":
-            loss, z = model._evaluation_loss_and_output(X, labels, targets, code)
-            loss += float(network_penalty(model._params, model._layout.layer_int, self.l1, self.l2))
-            correct, counted = count_correct(z, labels, targets, code)
-        else:
-            from .kernels.cuda.network import network_penalty as cuda_network_penalty
-            cached = self._cuda_validation
-            if cached is None or cached[0] is not X:
-                cached = (X, model._device_data(X, labels, targets))
-                if self._cuda_state is not None:  # inside fit: keep them
-                    self._cuda_validation = cached
-            model._upload()
-            loss, correct, counted = model._evaluation_cuda(*cached[1], code,
-                                                            count=model.is_classifier)
-            loss += float(cuda_network_penalty(model._d_params, model._layout.layer_int, self.l1,
-                                               self.l2))
+    def _evaluate_placed(self, placed):
+        """Loss (+ penalty) and accuracy of placed data from one evaluation-mode pass."""
+        loss, correct, counted = self.engine.evaluate(placed, self.model.is_classifier, self.l1,
+                                                      self.l2)
         metrics = {"loss": loss}
-        if model.is_classifier:
+        if self.model.is_classifier:
             metrics["accuracy"] = correct / counted
         return metrics
 
     def evaluate(self, X, y):
         """{"loss": mean loss + penalty, "accuracy": …} in evaluation mode (accuracy only for
         classification losses)."""
-        X, labels, targets, code = self._prepare(X, y)
-        return self._evaluate_prepared(X, labels, targets, code)
+        return self._evaluate_placed(self._placed(X, y))
 
     # ----------------------------------------------------------------- checkpoints
     def save_checkpoint(self, path):
@@ -441,7 +295,7 @@ class Trainer:
     def load_checkpoint(cls, path, callbacks=(), progress=None, **options):
         """Rebuild a Trainer (with its model) from :meth:`save_checkpoint`; callbacks are not stored
         in the file and can be passed again here, and ``options`` go to the constructor of a
-        subclass (e.g. ``comm`` of ``fastmlp.mpi.DistributedTrainer``). Raises FileFormatError for
+        subclass (e.g. ``comm`` of ``fastmlp.parallel.mpi.DistributedTrainer``). Raises FileFormatError for
         bad files."""
         arrays, meta = load_npz(path, cls.FILE_FORMAT, cls.FORMAT_VERSION)
         try:
@@ -453,6 +307,8 @@ class Trainer:
             opt_state.update({k[len("optimizer/"):]: v for k, v in arrays.items()
                               if k.startswith("optimizer/")})
             optimizer = OPTIMIZERS[opt_state["class"]].from_state_dict(opt_state)
+            if meta["format_version"] == 1 and _FORMAT_1_OPTIMIZER_KEY in optimizer.state:
+                optimizer.split_flat_state(_FORMAT_1_OPTIMIZER_KEY, model.layout.param_slots)
             schedule = None
             if meta["schedule"] is not None:
                 schedule = SCHEDULES[meta["schedule"]["class"]](**meta["schedule"]["config"])

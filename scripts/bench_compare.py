@@ -358,6 +358,7 @@ def build_torch_compile(sizes, batch, X, y, dtype, n_batches):
 
 def build_jax(sizes, batch, X, y, dtype, n_batches):
     import warnings
+
     import jax
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -412,8 +413,8 @@ def build_jax(sizes, batch, X, y, dtype, n_batches):
 
 
 def build_jax_scan(sizes, batch, X, y, dtype, n_batches):
-    import numpy as np
     import jax
+    import numpy as np
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
@@ -478,6 +479,7 @@ def _jax_scan_epoch(jax, jnp, lax, optax, tx, batch, n_batches):
 
 def build_sklearn(sizes, batch, X, y, dtype, n_batches):
     import warnings
+
     import numpy as np
     from sklearn.neural_network import MLPClassifier
     warnings.filterwarnings("ignore", category=UserWarning)

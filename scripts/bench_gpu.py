@@ -126,7 +126,7 @@ def main(argv=None):
     if args.quick:
         args.configs, args.repeats, args.steps = ["small"], 2, 10
 
-    from fastmlp.cuda_support import cuda_status, simulator_enabled
+    from fastmlp.engines.cuda_support import cuda_status, simulator_enabled
     available, reason = cuda_status()
     if not available or simulator_enabled():
         print(f"no usable GPU, nothing to measure: {reason}", file=sys.stderr)

@@ -93,6 +93,7 @@ def build_fastmlp(model, threads):
 
 def build_onnxruntime(model, threads):
     import onnxruntime as ort
+
     from fastmlp.interop import build_onnx_model
     options = ort.SessionOptions()
     if threads is not None:

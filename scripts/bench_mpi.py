@@ -2,7 +2,7 @@
 
 Trains the 784-512-512-10 ReLU network (float32, Adam, cross-entropy) on random data and prints a
 markdown table of the median epoch time of: the plain ``fm.Trainer`` (one compiled call per
-epoch) with 1 thread and with every core, and ``fastmlp.mpi.DistributedTrainer`` under
+epoch) with 1 thread and with every core, and ``fastmlp.parallel.mpi.DistributedTrainer`` under
 ``mpiexec -n R`` for each R of ``--ranks`` (each rank gets cores/R threads).
 
     python scripts/bench_mpi.py                 # 8192 rows, batch 128, ranks 1 and 2
@@ -41,7 +41,7 @@ def epoch_times(args, distributed, threads):
     model, X, y = build(tuple(args.sizes), args.rows)
     options = dict(batch_size=args.batch, epochs=args.epochs + 1, seed=0, progress=False)
     if distributed:
-        from fastmlp.mpi import DistributedTrainer
+        from fastmlp.parallel.mpi import DistributedTrainer
         trainer = DistributedTrainer(model, fm.Adam(1e-3), timeout=600, **options)
     else:
         trainer = fm.Trainer(model, fm.Adam(1e-3), **options)
@@ -51,7 +51,7 @@ def epoch_times(args, distributed, threads):
 
 
 def worker(args):
-    from fastmlp.mpi import default_threads
+    from fastmlp.parallel.mpi import default_threads
     threads = default_threads()
     times, rank = epoch_times(args, True, threads)
     if rank == 0:
@@ -59,7 +59,7 @@ def worker(args):
 
 
 def mpiexec():
-    from fastmlp.mpi import find_mpiexec
+    from fastmlp.parallel.mpi import find_mpiexec
     path = find_mpiexec()
     if path is None:
         sys.exit('mpiexec not found: pip install "fastmlp[mpi]"')

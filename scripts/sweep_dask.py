@@ -5,7 +5,7 @@ Adam on 3200 of the 4000 MNIST-1D training rows (a seeded split) and scores it o
 (validation) and on the 1000 test rows. The tasks run on a local cluster of worker processes by
 default (``--workers`` processes, ``--threads-per-worker`` tasks each), or on an existing cluster
 with ``--scheduler ADDRESS``. Each worker pins its BLAS and Numba threads
-(:class:`fastmlp.distributed.PinThreads`) so that the tasks do not oversubscribe the cores.
+(:class:`fastmlp.parallel.dask.PinThreads`) so that the tasks do not oversubscribe the cores.
 
 Output: a markdown table of the configurations (validation and test accuracy, wall time of each
 fit on its worker), best validation accuracy marked, and the sweep's total wall time.
@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 import fastmlp as fm
-from fastmlp.distributed import PinThreads, dask_client
+from fastmlp.parallel.dask import PinThreads, dask_client
 
 WIDTHS = {"100-100": (100, 100), "256-256": (256, 256), "512-512": (512, 512)}
 LEARNING_RATES = (1e-3, 3e-3, 1e-2)

@@ -3,9 +3,9 @@ compare the two: each builds the kernel records and runs one task on one thread.
 
 import numpy as np
 
-from fastmlp import _records as records
-from fastmlp._team import run_task
-from fastmlp.kernels.cpu import train as tasks
+from fastmlp.engines import records
+from fastmlp.engines.team import run_task
+from fastmlp.kernels import contract as tasks
 from fastmlp.kernels.cpu.network import network_output, network_penalty  # noqa: F401 (tests use both)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastmlp.cuda_support import cuda_status, driver_gpu_count, simulator_enabled
+from fastmlp.engines.cuda_support import cuda_status, driver_gpu_count, simulator_enabled
 
 ROOT = Path(__file__).resolve().parent.parent
 

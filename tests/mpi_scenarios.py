@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import fastmlp as fm
-from fastmlp.mpi import DistributedError, DistributedTrainer
+from fastmlp.parallel.mpi import DistributedError, DistributedTrainer
 
 
 def data(n=240, d=12, classes=3, seed=0):

@@ -7,8 +7,14 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import erfc, expit
 
-from fastmlp.kernels.cpu.activations import (ACTIVATION_CODES, activation_backward, activation_forward,
-                                             maxout_backward, maxout_forward, stable_sigmoid)
+from fastmlp.kernels.contract import ACTIVATION_CODES
+from fastmlp.kernels.cpu.activations import (
+    activation_backward,
+    activation_forward,
+    maxout_backward,
+    maxout_forward,
+    stable_sigmoid,
+)
 
 DTYPES = (np.float32, np.float64)
 # (name, alpha): alpha only matters for leaky_relu and elu

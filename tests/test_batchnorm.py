@@ -4,9 +4,13 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from fastmlp.kernels.cpu.batchnorm import (batchnorm_backward, batchnorm_backward_eval,
-                                           batchnorm_forward_eval, batchnorm_forward_train,
-                                           batchnorm_param_grads)
+from fastmlp.kernels.cpu.batchnorm import (
+    batchnorm_backward,
+    batchnorm_backward_eval,
+    batchnorm_forward_eval,
+    batchnorm_forward_train,
+    batchnorm_param_grads,
+)
 
 DTYPES = (np.float32, np.float64)
 EPS = 1e-5

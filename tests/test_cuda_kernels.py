@@ -12,7 +12,7 @@ imported, so it is decided before that import):
   simulator.
 - a GPU visible to the CUDA driver: the tests run in this process on the GPU, unchanged.
 - a GPU that numba.cuda cannot use (no NVVM, for example): the kernel tests are skipped, with the
-  reason from ``fastmlp.cuda_support.cuda_status``.
+  reason from ``fastmlp.engines.cuda_support.cuda_status``.
 - neither (CI on a machine without a GPU): only ``test_kernels_under_cuda_simulator`` and the
   no-GPU status test are collected in this process; the former runs this file again in a child
   pytest process with ``NUMBA_ENABLE_CUDASIM=1`` and fails with the child's report if any child
@@ -30,11 +30,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cuda_mode import (
+    CUDA_TEST_MARKS,
+    IN_PROCESS,
+    MODE,
+    collect_only_parent_tests,
+    cuda_test_mode,
+    route_products_to_cublas,
+    run_file_under_simulator,
+)
 from numpy.testing import assert_allclose, assert_array_equal
 
-from cuda_mode import (CUDA_TEST_MARKS, IN_PROCESS, MODE, collect_only_parent_tests,
-                       cuda_test_mode, route_products_to_cublas, run_file_under_simulator)
-from fastmlp.cuda_support import cuda_status, driver_gpu_count
+from fastmlp.engines.cuda_support import cuda_status, driver_gpu_count
+from fastmlp.kernels import contract
 from fastmlp.kernels.cpu import activations as cpu_act
 from fastmlp.kernels.cpu import batchnorm as cpu_bn
 from fastmlp.kernels.cpu import dense as cpu_dense
@@ -119,7 +127,7 @@ def test_cuda_status_without_gpu_is_a_clear_answer():
     if driver_gpu_count()[0] > 0:
         pytest.skip("a GPU is present")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    code = ("from fastmlp.cuda_support import cuda_status, require_cuda, CudaUnavailableError\n"
+    code = ("from fastmlp.engines.cuda_support import cuda_status, require_cuda, CudaUnavailableError\n"
             "ok, reason = cuda_status()\n"
             "assert ok is False and reason, (ok, reason)\n"
             "try:\n    require_cuda()\n"
@@ -134,8 +142,12 @@ def test_cuda_status_without_gpu_is_a_clear_answer():
 
 def test_set_cuda_matmul_checks_its_choice():
     """"numba"/"auto" are always accepted; "cublas" needs CuPy on a real GPU and says so."""
-    from fastmlp.cuda_support import (CudaUnavailableError, get_cuda_matmul, set_cuda_matmul,
-                                      simulator_enabled)
+    from fastmlp.engines.cuda_support import (
+        CudaUnavailableError,
+        get_cuda_matmul,
+        set_cuda_matmul,
+        simulator_enabled,
+    )
     from fastmlp.kernels.cuda.cublas import cupy_status
     assert get_cuda_matmul() == "numba"
     with pytest.raises(ValueError, match="backend must be one of"):
@@ -192,7 +204,7 @@ def test_activation_forward_backward(name, dtype):
     rng = np.random.default_rng(1)
     pre = data(rng, (5, 7), dtype, 3.0)
     pre[0, :4] = [0.0, -0.0, 40.0, -40.0]
-    code, alpha = cpu_act.ACTIVATION_CODES[name], alpha_of(name)
+    code, alpha = contract.ACTIVATION_CODES[name], alpha_of(name)
     out_cpu = np.empty_like(pre)
     cpu_act.activation_forward(out_cpu, pre, code, alpha)
     d_pre, d_out = dev(pre), dev(np.zeros_like(pre))
@@ -211,9 +223,9 @@ def test_activation_forward_in_place(dtype):
     rng = np.random.default_rng(2)
     pre = data(rng, (3, 9), dtype)
     expected = np.empty_like(pre)
-    cpu_act.activation_forward(expected, pre, cpu_act.TANH, 0.0)
+    cpu_act.activation_forward(expected, pre, contract.TANH, 0.0)
     d = dev(pre)
-    gpu_act.activation_forward(d, d, cpu_act.TANH, 0.0)
+    gpu_act.activation_forward(d, d, contract.TANH, 0.0)
     close(host(d), expected, dtype)
 
 
@@ -281,7 +293,7 @@ def test_dense_activation_forward_and_backward(name, dtype):
     rng = np.random.default_rng(6)
     units, batch, fan_in = 5, 6, 5
     x, W, b, pieces, width = _dense_case(rng, name, dtype, batch, fan_in, units)
-    code, alpha = cpu_act.ACTIVATION_CODES[name], alpha_of(name)
+    code, alpha = contract.ACTIVATION_CODES[name], alpha_of(name)
     pre_cpu, out_cpu = np.empty((batch, width), dtype), np.empty((batch, units), dtype)
     cpu_dense.dense_activation_forward(out_cpu, pre_cpu, x, W, b, code, alpha, pieces)
     d_x, d_W = dev(x), dev(W)
@@ -318,7 +330,7 @@ def test_gemm_cublas_path_matches_tiled_kernel(trans_a, trans_b, epilogue, dtype
     def run():
         d_c, d_out = dev(np.full((m, n), np.nan, dtype)), dev(np.full((m, n), np.nan, dtype))
         if epilogue == "bias+gelu":
-            options.update(out=d_out, code=cpu_act.GELU)
+            options.update(out=d_out, code=contract.GELU)
         gpu_dense.gemm(d_c, dev(a), dev(b), trans_a=trans_a, trans_b=trans_b, **options)
         return host(d_c), host(d_out)
 
@@ -340,7 +352,7 @@ def test_dense_layer_cublas_path_matches_cpu(name, monkeypatch):
     rng = np.random.default_rng(42)
     units, batch, fan_in = 5, 6, 4
     x, W, b, pieces, width = _dense_case(rng, name, dtype, batch, fan_in, units)
-    code = cpu_act.ACTIVATION_CODES[name]
+    code = contract.ACTIVATION_CODES[name]
     pre, out = np.empty((batch, width), dtype), np.empty((batch, units), dtype)
     cpu_dense.dense_activation_forward(out, pre, x, W, b, code, 0.0, pieces)
     dout = data(rng, (batch, units), dtype)
@@ -401,7 +413,7 @@ def test_activation_grad_into(name, dtype):
     pieces = 2 if name == "maxout" else 1
     pre = data(rng, (5, 3 * pieces), dtype)
     out = np.empty((5, 3), dtype)
-    code = cpu_act.ACTIVATION_CODES[name]
+    code = contract.ACTIVATION_CODES[name]
     if name == "maxout":
         cpu_act.maxout_forward(out, pre, pieces)
     else:
@@ -622,11 +634,11 @@ def _loss_case(rng, kind, dtype, n=11, c=4):
 
 
 LOSSES = {
-    "cross_entropy": (cpu_loss.CROSS_ENTROPY, "labels"),
-    "cross_entropy_probs": (cpu_loss.CROSS_ENTROPY_PROBS, "probs"),
-    "binary_cross_entropy": (cpu_loss.BINARY_CROSS_ENTROPY, "binary"),
-    "mse": (cpu_loss.MSE, "values"),
-    "hinge": (cpu_loss.HINGE, "labels"),
+    "cross_entropy": (contract.CROSS_ENTROPY, "labels"),
+    "cross_entropy_probs": (contract.CROSS_ENTROPY_PROBS, "probs"),
+    "binary_cross_entropy": (contract.BINARY_CROSS_ENTROPY, "binary"),
+    "mse": (contract.MSE, "values"),
+    "hinge": (contract.HINGE, "labels"),
 }
 
 
@@ -787,8 +799,8 @@ def test_optimizer_trajectories(case, dtype):
 def test_optimizer_update_dispatch_with_device_coefficients(code, dtype):
     rng = np.random.default_rng(18)
     n = 19
-    opt = getattr(cpu_opt, code)
-    c = np.zeros(cpu_opt.N_COEFFICIENTS, dtype)
+    opt = getattr(contract, code)
+    c = np.zeros(contract.N_COEFFICIENTS, dtype)
     c[:9] = {
         "SGD": [0.1, 0.9, 0.9, 0.01, 0, 0, 0, 0, 0],
         "ADAGRAD": [0.1, 0.01, 1e-8, 0, 0, 0, 0, 0, 0],
@@ -843,7 +855,7 @@ def test_count_correct(loss, dtype):
 def test_count_correct_accepts_none_for_the_unused_target():
     z = np.array([[0.1, 0.9], [2.0, -1.0], [0.0, 0.0]])
     labels = np.array([1, 1, 0], np.int64)
-    got = gpu_metrics.count_correct(dev(z), dev(labels), None, cpu_loss.CROSS_ENTROPY)
+    got = gpu_metrics.count_correct(dev(z), dev(labels), None, contract.CROSS_ENTROPY)
     assert got == (2, 3)
 
 
@@ -866,17 +878,17 @@ def test_default_geometry_dense_layer(monkeypatch):
     x, W, b = (data(rng, (33, 17), np.float32), data(rng, (17, 66), np.float32),
                data(rng, (66,), np.float32))
     pre, out = np.empty((33, 66), np.float32), np.empty((33, 66), np.float32)
-    cpu_dense.dense_activation_forward(out, pre, x, W, b, cpu_act.RELU, 0.0, 1)
+    cpu_dense.dense_activation_forward(out, pre, x, W, b, contract.RELU, 0.0, 1)
     d_x, d_W = dev(x), dev(W)
     d_pre, d_out = dev(np.zeros_like(pre)), dev(np.zeros_like(out))
-    gpu_dense.dense_activation_forward(d_out, d_pre, d_x, d_W, dev(b), cpu_act.RELU, 0.0, 1)
+    gpu_dense.dense_activation_forward(d_out, d_pre, d_x, d_W, dev(b), contract.RELU, 0.0, 1)
     close(host(d_out), out, np.float32)
     dout = data(rng, out.shape, np.float32)
     dx, dW, db, dpre = np.empty_like(x), np.empty_like(W), np.empty_like(b), np.empty_like(pre)
-    cpu_dense.dense_activation_backward(dx, dW, db, dpre, dout, x, W, pre, out, cpu_act.RELU, 0.0,
+    cpu_dense.dense_activation_backward(dx, dW, db, dpre, dout, x, W, pre, out, contract.RELU, 0.0,
                                         1, True)
     g = [dev(np.zeros_like(a)) for a in (dx, dW, db, dpre)]
-    gpu_dense.dense_activation_backward(*g, dev(dout), d_x, d_W, d_pre, d_out, cpu_act.RELU, 0.0,
+    gpu_dense.dense_activation_backward(*g, dev(dout), d_x, d_W, d_pre, d_out, contract.RELU, 0.0,
                                         1, True)
     for got, expected in zip(g, (dx, dW, db, dpre)):
         close(host(got), expected, np.float32)

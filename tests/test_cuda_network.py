@@ -12,17 +12,22 @@ on the CUDA simulator (``test_network_under_cuda_simulator``).
 
 from pathlib import Path
 
+import cpu_calls as cpu_net
+import cpu_calls as cpu_train
 import numpy as np
 import pytest
+from cuda_mode import (
+    CUDA_TEST_MARKS,
+    IN_PROCESS,
+    collect_only_parent_tests,
+    cuda_test_mode,
+    run_file_under_simulator,
+)
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
-from fastmlp._layout import build_layout, workspace_layout
-from cuda_mode import (CUDA_TEST_MARKS, IN_PROCESS, collect_only_parent_tests, cuda_test_mode,
-                       run_file_under_simulator)
-from fastmlp.kernels.cpu import losses as cpu_loss
-import cpu_calls as cpu_net
-import cpu_calls as cpu_train
+from fastmlp.engines.layout import build_layout, workspace_layout
+from fastmlp.kernels import contract
 
 THIS_FILE = Path(__file__).resolve()
 
@@ -53,26 +58,26 @@ def test_network_under_cuda_simulator():
 
 # ---------------------------------------------------------------- cases
 
-LABEL_LOSSES = (cpu_loss.CROSS_ENTROPY, cpu_loss.HINGE)
+LABEL_LOSSES = (contract.CROSS_ENTROPY, contract.HINGE)
 
 # (id, hidden layers, output activation, loss code, l1, l2); input 5 features, 3 outputs
 CASES = [
     ("relu-bn-dropout/tanh/ce-elastic",
      [fm.Dense(6, "relu", batchnorm=True, dropout=0.3), fm.Dense(5, "tanh")],
-     cpu_loss.CROSS_ENTROPY, 0.01, 0.02),
+     contract.CROSS_ENTROPY, 0.01, 0.02),
     ("maxout-bn/sigmoid-dropout/hinge",
      [fm.Dense(5, "maxout", batchnorm=True, pieces=3), fm.Dense(6, "sigmoid", dropout=0.25)],
-     cpu_loss.HINGE, 0.0, 0.0),
+     contract.HINGE, 0.0, 0.0),
     ("leaky/elu-bn/softplus-mse-l2",
      [fm.Dense(6, "leaky_relu", alpha=0.1), fm.Dense(5, "elu", batchnorm=True),
       fm.Dense(4, "softplus")],
-     cpu_loss.MSE, 0.0, 0.03),
+     contract.MSE, 0.0, 0.03),
     ("gelu-dropout/maxout/bce-l1",
      [fm.Dense(7, "gelu", dropout=0.2), fm.Dense(4, "maxout")],
-     cpu_loss.BINARY_CROSS_ENTROPY, 0.02, 0.0),
+     contract.BINARY_CROSS_ENTROPY, 0.02, 0.0),
     ("linear-bn-dropout/ce-probs",
      [fm.Dense(6, "linear", batchnorm=True, dropout=0.4)],
-     cpu_loss.CROSS_ENTROPY_PROBS, 0.0, 0.01),
+     contract.CROSS_ENTROPY_PROBS, 0.0, 0.01),
 ]
 IDS = [case[0] for case in CASES]
 
@@ -101,9 +106,9 @@ def _data(code, n, seed=1):
     targets = np.empty((0, N_OUT))
     if code in LABEL_LOSSES:
         labels = rng.integers(0, N_OUT, n).astype(np.int64)
-    elif code == cpu_loss.CROSS_ENTROPY_PROBS:
+    elif code == contract.CROSS_ENTROPY_PROBS:
         targets = rng.dirichlet(np.ones(N_OUT), n)
-    elif code == cpu_loss.BINARY_CROSS_ENTROPY:
+    elif code == contract.BINARY_CROSS_ENTROPY:
         targets = (rng.uniform(size=(n, N_OUT)) > 0.5).astype(np.float64)
     else:
         targets = rng.normal(size=(n, N_OUT))
@@ -219,6 +224,19 @@ def _optimizer(name):
     return fm.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)
 
 
+def _gpu_epoch(X, labels, targets, code, order, bounds, Xb, lb, tb, params, grads, buffers,
+               layer_int, layer_float, ws_off_full, ws_off_last, ws, seed, first_step, l1, l2,
+               clip_norm, opt_code, s0, s1, s2, flag, init, coefficients):
+    """The CUDA epoch called with the kernel records, from the CPU helper's plain arguments."""
+    return gpu_train.train_epoch(
+        contract.Network(params, buffers, layer_int, layer_float),
+        contract.Data(X, labels, targets, code, order, bounds),
+        contract.Workspace(ws, ws_off_full, ws_off_last, grads, None, Xb, lb, tb, None, None,
+                           None, None),
+        contract.Update(opt_code, s0, s1, s2, flag, init, coefficients),
+        contract.Run(seed, first_step, l1, l2, clip_norm, 1, 1, True, True, True, True))
+
+
 def _bounds(n, batch):
     return np.asarray(list(range(0, n, batch)) + [n], dtype=np.int64)
 
@@ -243,8 +261,8 @@ def test_train_epoch_matches_cpu(case, opt_name):
 
     opt = _optimizer(opt_name)
     cpu_params = params.copy()
-    opt_code, s0, s1, s2, flag, init = opt.fused_arguments("flat", cpu_params)
-    coefficients = opt.coefficient_table("flat", steps, np.float64)
+    opt_code, s0, s1, s2, flag, init = opt.kernel_state({"flat": cpu_params})
+    coefficients = opt.coefficient_table(["flat"], steps, np.float64)
     states = [s.copy() for s in (s0, s1, s2)]
     d_states = [dev(s) for s in states]
 
@@ -258,7 +276,7 @@ def test_train_epoch_matches_cpu(case, opt_name):
         first_step, l1, l2, clip, opt_code, s0, s1, s2, flag, init, coefficients)
 
     d_params, d_buffers, d_grads = dev(params), dev(buffers), dev(np.zeros_like(params))
-    got = gpu_train.train_epoch(
+    got = _gpu_epoch(
         dev(X), dev(labels), dev(targets), code, dev(order), bounds, dev(Xb), dev(lb), dev(tb),
         d_params, d_grads, d_buffers, lay.layer_int, lay.layer_float, ws_off_full, ws_off_last,
         dev(np.zeros(ws_size)), seed, first_step, l1, l2, clip, opt_code, *d_states, flag, init,
@@ -288,8 +306,8 @@ def test_train_epoch_stops_at_a_non_finite_step():
     ws_off, ws_size = workspace_layout(lay.layer_int, batch)
     opt = fm.Adam(lr=0.01)
     cpu_params = params.copy()
-    opt_code, s0, s1, s2, flag, init = opt.fused_arguments("flat", cpu_params)
-    coefficients = opt.coefficient_table("flat", 4, np.float64)
+    opt_code, s0, s1, s2, flag, init = opt.kernel_state({"flat": cpu_params})
+    coefficients = opt.coefficient_table(["flat"], 4, np.float64)
     d_states = [dev(s) for s in (s0, s1, s2)]
     cpu_buffers = buffers.copy()
     Xb, lb, tb = np.empty((batch, N_IN)), np.empty(batch, dtype=np.int64), np.empty((0, N_OUT))
@@ -298,7 +316,7 @@ def test_train_epoch_stops_at_a_non_finite_step():
         cpu_buffers, lay.layer_int, lay.layer_float, ws_off, ws_off, np.zeros(ws_size), 0, 0, l1,
         l2, 0.0, opt_code, s0, s1, s2, flag, init, coefficients)
     d_params, d_buffers = dev(params), dev(buffers)
-    got = gpu_train.train_epoch(
+    got = _gpu_epoch(
         dev(X), dev(labels), dev(targets), code, dev(order), bounds, dev(Xb), dev(lb), dev(tb),
         d_params, dev(np.zeros_like(params)), d_buffers, lay.layer_int, lay.layer_float, ws_off,
         ws_off, dev(np.zeros(ws_size)), 0, 0, l1, l2, 0.0, opt_code, *d_states, flag, init,

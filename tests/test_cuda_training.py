@@ -14,12 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cuda_mode import (
+    CUDA_TEST_MARKS,
+    IN_PROCESS,
+    collect_only_parent_tests,
+    cuda_test_mode,
+    gpu_array,
+    gpu_pointer,
+    route_products_to_cublas,
+    run_file_under_simulator,
+)
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
-from cuda_mode import (CUDA_TEST_MARKS, IN_PROCESS, collect_only_parent_tests, cuda_test_mode,
-                       gpu_array, gpu_pointer, route_products_to_cublas,
-                       run_file_under_simulator)
 
 THIS_FILE = Path(__file__).resolve()
 
@@ -129,9 +136,11 @@ def test_fit_with_cublas_products_matches_cpu(monkeypatch):
 
 
 def _count_transfers(monkeypatch, model):
-    """Counts of the model's whole-state downloads and of host-to-device data uploads."""
+    """Counts of the model's whole-state downloads and of the data its engine places on the
+    device."""
     counts = {"download": 0, "data": 0}
-    download, device_data = model._download, model._device_data
+    engine = model.engine
+    download, device_data = engine.download, engine.place
 
     def counted_download(*args, **kwargs):
         counts["download"] += 1
@@ -140,8 +149,8 @@ def _count_transfers(monkeypatch, model):
     def counted_data(*args, **kwargs):
         counts["data"] += 1
         return device_data(*args, **kwargs)
-    monkeypatch.setattr(model, "_download", counted_download)
-    monkeypatch.setattr(model, "_device_data", counted_data)
+    monkeypatch.setattr(engine, "download", counted_download)
+    monkeypatch.setattr(engine, "place", counted_data)
     return counts
 
 
@@ -251,12 +260,13 @@ def test_fit_on_gpu_arrays_matches_cpu():
                          progress=False)
     d_X = gpu_array(X)
     pointers = []
+    run_epoch = model.engine.run_epoch
 
-    class Watch(fm.Callback):
-        def on_epoch_end(self, epoch, metrics):
-            pointers.append(gpu_pointer(trainer._cuda_state["data"][0]))
+    def watched_run_epoch(placed, *args):
+        pointers.append(gpu_pointer(placed.X))
+        return run_epoch(placed, *args)
 
-    trainer.callbacks = [Watch()]
+    model.engine.run_epoch = watched_run_epoch
     history = trainer.fit(d_X, gpu_array(y.astype(np.int32)),
                           validation_data=(gpu_array(Xv), gpu_array(yv)))
     assert pointers == [gpu_pointer(d_X)] * 2  # no copy of the training features

@@ -22,7 +22,7 @@ distributed = pytest.importorskip("distributed")
 joblib = pytest.importorskip("joblib")
 pytest.importorskip("sklearn")
 
-from fastmlp.distributed import PinThreads, dask_client, worker_thread_counts  # noqa: E402
+from fastmlp.parallel.dask import PinThreads, dask_client, worker_thread_counts  # noqa: E402
 
 TEST_TIMEOUT = 120  # seconds; a hung cluster ends the run with tracebacks instead of hanging
 

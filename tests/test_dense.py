@@ -7,9 +7,14 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import erfc, expit
 
-from fastmlp.kernels.cpu.activations import ACTIVATION_CODES, MAXOUT
-from fastmlp.kernels.cpu.dense import (activation_grad_into, dense_activation_backward,
-                                       dense_activation_forward, dense_backward, dense_forward)
+from fastmlp.kernels.contract import ACTIVATION_CODES, MAXOUT
+from fastmlp.kernels.cpu.dense import (
+    activation_grad_into,
+    dense_activation_backward,
+    dense_activation_forward,
+    dense_backward,
+    dense_forward,
+)
 
 DTYPES = (np.float32, np.float64)
 B, I, U = 7, 5, 3  # batch, inputs, units: deliberately non-square

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 import pytest
+import reference
 from numpy.testing import assert_array_equal
 
-import reference
 from fastmlp.kernels.cpu.dropout import dropout_backward, dropout_forward, dropout_mask
 from fastmlp.kernels.cpu.random import stream_key, uniform
 

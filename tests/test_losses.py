@@ -5,11 +5,21 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import expit, log_softmax, softmax
 
-from fastmlp.kernels.cpu.losses import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, CROSS_ENTROPY_PROBS, HINGE,
-                                        MSE, binary_cross_entropy_forward_backward,
-                                        cross_entropy_forward_backward,
-                                        cross_entropy_probs_forward_backward, hinge_forward_backward,
-                                        loss_forward_backward, mse_forward_backward)
+from fastmlp.kernels.contract import (
+    BINARY_CROSS_ENTROPY,
+    CROSS_ENTROPY,
+    CROSS_ENTROPY_PROBS,
+    HINGE,
+    MSE,
+)
+from fastmlp.kernels.cpu.losses import (
+    binary_cross_entropy_forward_backward,
+    cross_entropy_forward_backward,
+    cross_entropy_probs_forward_backward,
+    hinge_forward_backward,
+    loss_forward_backward,
+    mse_forward_backward,
+)
 
 DTYPES = (np.float32, np.float64)
 B, C = 6, 4

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastmlp as fm
-from fastmlp import model as model_module
+from fastmlp.engines import cpu as cpu_engine
 
 
 def test_param_and_buffer_layout():
@@ -128,7 +128,7 @@ def test_evaluation_in_chunks_equals_one_pass(monkeypatch):
     X = np.random.default_rng(0).normal(size=(23, 4))
     y = np.arange(23) % 3
     whole, whole_loss = m.forward(X), m.loss_value(X, y, l2=0.1)
-    monkeypatch.setattr(model_module, "EVAL_CHUNK_ROWS", 5)
+    monkeypatch.setattr(cpu_engine, "EVAL_CHUNK_ROWS", 5)
     assert np.allclose(m.forward(X), whole, rtol=1e-13, atol=1e-13)
     assert m.loss_value(X, y, l2=0.1) == pytest.approx(whole_loss, rel=1e-13)
 

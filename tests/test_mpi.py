@@ -18,7 +18,7 @@ JOB_LIMIT = 240
 
 
 def mpiexec():
-    from fastmlp.mpi import find_mpiexec
+    from fastmlp.parallel.mpi import find_mpiexec
     path = find_mpiexec()
     assert path, 'mpiexec not found: pip install "fastmlp[mpi]" (mpi4py and the mpich wheel)'
     return path

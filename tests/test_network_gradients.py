@@ -4,10 +4,17 @@ import itertools
 
 import numpy as np
 import pytest
+import reference
+from helpers import (
+    ACTIVATIONS,
+    LOSS_CASES,
+    dense,
+    make_targets,
+    numeric_gradient,
+    relative_error,
+)
 
 import fastmlp as fm
-from helpers import ACTIVATIONS, LOSS_CASES, dense, make_targets, numeric_gradient, relative_error
-import reference
 
 PENALTIES = ((0.0, 0.0), (0.03, 0.0), (0.0, 0.05), (0.02, 0.04))
 # (input_dim, hidden units per layer, batch size): several random architectures

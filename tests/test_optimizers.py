@@ -16,7 +16,17 @@ import numpy as np
 import pytest
 
 from fastmlp.optimizers import (
-    OPTIMIZERS, SGD, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop, Rprop, get_optimizer)
+    OPTIMIZERS,
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    Optimizer,
+    RMSProp,
+    RMSprop,
+    Rprop,
+    get_optimizer,
+)
 
 # ---------------------------------------------------------------- the table
 

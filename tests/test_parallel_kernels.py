@@ -2,15 +2,16 @@
 single-thread result (float64, to rounding), the team finishes its task whichever members take
 part, and the block product matches NumPy on sub-blocks of larger arrays."""
 
+import cpu_calls
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
 import fastmlp as fm
-from fastmlp._layout import thread_plan, workspace_layout
-from fastmlp.kernels.cpu import network as net
-from fastmlp.kernels.cpu.blocks import SPLIT_COLS, SPLIT_ONE, SPLIT_ROWS, part
-import cpu_calls
+from fastmlp.engines.layout import thread_plan, workspace_layout
+from fastmlp.kernels import contract as net
+from fastmlp.kernels.contract import SPLIT_COLS, SPLIT_ONE, SPLIT_ROWS
+from fastmlp.kernels.cpu.blocks import part
 
 CASES = [
     ("relu", False, 0.0, None), ("tanh", True, 0.2, None), ("maxout", False, 0.1, 3),
@@ -75,12 +76,12 @@ def test_threaded_epoch_matches_one_thread():
         bounds = trainer._batches(203)
         ws_off, size = workspace_layout(lay.layer_int, 32, threads)
         ws_last, _ = workspace_layout(lay.layer_int, 203 - 32 * 6, threads)
-        fused = trainer.optimizer.fused_arguments("params", model._params)
+        fused = trainer.optimizer.kernel_state({"flat": model._params})
         out = cpu_calls.train_epoch(
             X, y.astype(np.int64), np.zeros((0, 4)), 0, order, bounds, np.empty((32, 20)),
             np.empty(32, np.int64), np.empty((0, 4)), model._params, np.zeros_like(model._params),
             model._buffers, lay.layer_int, lay.layer_float, ws_off, ws_last, np.zeros(size), 5, 0,
-            0.0, 0.001, 1.0, *fused, trainer.optimizer.coefficient_table("params", 7, np.float64),
+            0.0, 0.001, 1.0, *fused, trainer.optimizer.coefficient_table(["flat"], 7, np.float64),
             threads, threads)
         results.append((out, model._params.copy(), fused[1].copy(), order))
     assert results[0][0][0] == results[1][0][0] == 7
@@ -113,7 +114,12 @@ def test_parts_cover_the_range_once(n, parts, align):
 def test_block_products_on_sub_blocks(dtype):
     """forward/weight/input-gradient products on blocks of larger row-major arrays."""
     from numba import njit
-    from fastmlp.kernels.cpu.dense import forward_product_block, input_grad_block, weight_grad_block
+
+    from fastmlp.kernels.cpu.dense import (
+        forward_product_block,
+        input_grad_block,
+        weight_grad_block,
+    )
 
     @njit
     def products(pre, x, W, dW, dpre, dx):

@@ -124,7 +124,7 @@ def test_bench_mpi_quick():
 
 
 def test_bench_gpu_without_a_gpu_says_why():
-    from fastmlp.cuda_support import driver_gpu_count
+    from fastmlp.engines.cuda_support import driver_gpu_count
     if driver_gpu_count()[0] > 0:
         pytest.skip("a GPU is present: scripts/bench_gpu.py measures instead")
     env_free = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}

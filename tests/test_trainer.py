@@ -50,7 +50,8 @@ def test_last_partial_batch_is_used(n, batch, batchnorm, steps):
     trainer = fm.Trainer(small_model(batchnorm=batchnorm), opt, batch_size=batch, epochs=2,
                          progress=False)
     trainer.fit(X, y)
-    assert opt.state["params"]["step"] == 2 * steps
+    assert {state["step"] for state in opt.state.values()} == {2 * steps}
+    assert set(opt.state) == set(trainer.model.params)  # one state per parameter key
 
 
 def test_seeded_runs_are_identical_and_seeds_matter():

@@ -7,8 +7,8 @@ maxout uses 2 pieces (a 512 → 1024 product).
 
 import numpy as np
 
+from fastmlp.kernels.contract import ACTIVATION_CODES
 from fastmlp.kernels.cpu import dense
-from fastmlp.kernels.cpu.activations import ACTIVATION_CODES
 
 from . import DTYPES
 

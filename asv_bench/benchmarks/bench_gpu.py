@@ -22,7 +22,7 @@ STEPS, STEPS_XLARGE = 20, 5
 
 
 def _require_gpu():
-    from fastmlp.cuda_support import cuda_status, simulator_enabled
+    from fastmlp.engines.cuda_support import cuda_status, simulator_enabled
     available, reason = cuda_status()
     if not available or simulator_enabled():
         raise NotImplementedError(f"no GPU: {reason}")
@@ -49,7 +49,7 @@ class GpuTrainEpoch(_GpuConfigs):
 
     def setup(self, config, matmul):
         _require_gpu()
-        from fastmlp.cuda_support import CudaUnavailableError
+        from fastmlp.engines.cuda_support import CudaUnavailableError
         try:
             self.previous = fm.set_cuda_matmul(matmul)
         except CudaUnavailableError as exc:

@@ -6,8 +6,18 @@ ReLU hidden layers, cross-entropy, Adam(lr=1e-3), synthetic standard-normal data
 
 import fastmlp as fm
 
-from . import (CONFIG_NAMES, DTYPES, EpochSteps, batch_size, build_model, config_data,
-               epoch_rows, floor_per_step_seconds, layer_sizes, public_step)
+from . import (
+    CONFIG_NAMES,
+    DTYPES,
+    EpochSteps,
+    batch_size,
+    build_model,
+    config_data,
+    epoch_rows,
+    floor_per_step_seconds,
+    layer_sizes,
+    public_step,
+)
 
 
 class _Configs:

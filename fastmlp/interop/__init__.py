@@ -14,8 +14,14 @@ The methods ``MLP.to_onnx``, ``MLP.from_torch`` and ``MLP.to_torch`` call these.
 package imports none of onnx, torch and skl2onnx; they load when first used.
 """
 
-from .onnx_export import (DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUTS, build_onnx_model,
-                          save_onnx)
+from .onnx_export import (
+                          DEFAULT_OPSET,
+                          INPUT_NAME,
+                          MIN_OPSET,
+                          OUTPUTS,
+                          build_onnx_model,
+                          save_onnx,
+)
 from .torch_convert import from_torch, to_torch
 
 __all__ = ["save_onnx", "build_onnx_model", "from_torch", "to_torch", "DEFAULT_OPSET",

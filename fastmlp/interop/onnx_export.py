@@ -33,7 +33,7 @@ import os
 import numpy as np
 
 from .. import __version__
-from .._layout import BN_EPS
+from ..engines.layout import BN_EPS
 from ..io import atomic_write
 from ..model import MLP
 from ._onnx_graph import GraphBuilder

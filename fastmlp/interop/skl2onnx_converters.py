@@ -116,7 +116,9 @@ def _regressor_output_shape(operator):
 def register_skl2onnx_converters():
     """Register the converters of MLPClassifier and MLPRegressor with skl2onnx (idempotent)."""
     skl2onnx = _require_skl2onnx()
-    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+    )
 
     from ..sklearn import MLPClassifier, MLPRegressor
     skl2onnx.update_registered_converter(

@@ -34,7 +34,7 @@ from typing import Optional
 
 import numpy as np
 
-from .._layout import BN_EPS, BN_MOMENTUM
+from ..engines.layout import BN_EPS, BN_MOMENTUM
 from ..layers import Dense
 from ..model import MLP
 from ._optional import require

@@ -1,6 +1,6 @@
 """Elementwise activations and their derivatives, forward and backward.
 
-Every activation is identified by an integer code (the table in ``ACTIVATION_CODES``) so that one
+Every activation is identified by an integer code (``contract.ACTIVATION_CODES``) so that one
 compiled network kernel can serve any mix of layers. Shapes: ``pre`` and ``out`` are (B, F); maxout
 reads (B, U·k) pre-activations and writes (B, U).
 
@@ -16,92 +16,15 @@ Formulas (x the pre-activation, y = f(x), alpha the layer's parameter):
 - gelu (exact): y = x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2;   f' = Φ(x) + x φ(x)
 - maxout (k pieces): unit j owns the contiguous columns j·k … j·k + k - 1 of the pre-activation and
   keeps their maximum; the gradient flows to the first column that attains it.
+
+The scalar rules (``activation_value``, ``activation_derivative``, ``stable_sigmoid``) are the
+shared ones of :mod:`fastmlp.kernels.rules`; this module holds the CPU loops around them.
 """
 
-import math
-
-from ..jit import njit
-
 from ..config import JIT, JIT_INTERNAL
-
-LINEAR = 0
-SIGMOID = 1
-TANH = 2
-RELU = 3
-LEAKY_RELU = 4
-ELU = 5
-SOFTPLUS = 6
-GELU = 7
-MAXOUT = 8
-
-ACTIVATION_CODES = {
-    "linear": LINEAR,
-    "sigmoid": SIGMOID,
-    "tanh": TANH,
-    "relu": RELU,
-    "leaky_relu": LEAKY_RELU,
-    "elu": ELU,
-    "softplus": SOFTPLUS,
-    "gelu": GELU,
-    "maxout": MAXOUT,
-}
-
-_INV_SQRT2 = 0.7071067811865476
-_INV_SQRT_2PI = 0.3989422804014327
-
-
-@njit(inline="always", **JIT)
-def stable_sigmoid(x):
-    """σ(x) = 1 / (1 + e^-x), evaluated so that neither branch overflows."""
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-@njit(inline="always", **JIT)
-def activation_value(x, code, alpha):
-    """f(x) for one scalar pre-activation (maxout excluded: it is a reduction)."""
-    if code == RELU:
-        return x if x > 0 else 0.0 * x
-    if code == LINEAR:
-        return x
-    if code == SIGMOID:
-        return stable_sigmoid(x)
-    if code == TANH:
-        return math.tanh(x)
-    if code == LEAKY_RELU:
-        return x if x > 0 else alpha * x
-    if code == ELU:
-        return x if x > 0 else alpha * math.expm1(x)
-    if code == SOFTPLUS:
-        return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-    if code == GELU:
-        return 0.5 * x * (1.0 + math.erf(x * _INV_SQRT2))
-    return math.nan
-
-
-@njit(inline="always", **JIT)
-def activation_derivative(x, y, code, alpha):
-    """f'(x) given the pre-activation x and the output y = f(x)."""
-    if code == RELU:
-        return 1.0 if x > 0 else 0.0
-    if code == LINEAR:
-        return 1.0
-    if code == SIGMOID:
-        return y * (1.0 - y)
-    if code == TANH:
-        return 1.0 - y * y
-    if code == LEAKY_RELU:
-        return 1.0 if x > 0 else alpha
-    if code == ELU:
-        return 1.0 if x > 0 else y + alpha
-    if code == SOFTPLUS:
-        return stable_sigmoid(x)
-    if code == GELU:
-        cdf = 0.5 * (1.0 + math.erf(x * _INV_SQRT2))
-        return cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)
-    return math.nan
+from ..contract import LEAKY_RELU, LINEAR, MAXOUT, RELU  # noqa: F401 (MAXOUT: callers test it)
+from ..jit import njit
+from ..rules import activation_derivative, activation_value, stable_sigmoid  # noqa: F401
 
 
 @njit(**JIT_INTERNAL)

@@ -4,9 +4,8 @@ Shapes: X (n, d), labels (n,) int64 or empty, targets (n, C) or (0, C); order (n
 order of the epoch; Xb (B, d), lb (B,) or empty, tb (B, C) or (0, C) the buffers.
 """
 
+from ..config import JIT_INTERNAL, ROW_ALIGN
 from ..jit import njit
-
-from ..config import JIT, JIT_INTERNAL, ROW_ALIGN
 from .blocks import part
 
 

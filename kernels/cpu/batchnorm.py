@@ -16,9 +16,8 @@ Shapes: x, y, x̂, dx, dy (B, F); γ, β, running statistics, mean, invstd, dγ,
 
 import math
 
-from ..jit import njit
-
 from ..config import JIT, JIT_INTERNAL
+from ..jit import njit
 
 
 @njit(**JIT_INTERNAL)

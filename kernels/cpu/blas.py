@@ -17,7 +17,7 @@ from their own threads, one block each, so the BLAS must run single-threaded mea
 import numpy as np
 from numba import types
 
-from ..config import JIT, JIT_INTERNAL
+from ..config import JIT_INTERNAL
 from ..jit import njit
 
 _XXGEMM = types.ExternalFunction("numba_xxgemm", types.intc(

@@ -4,12 +4,9 @@
 multiples of ``align``; ``split_block`` applies a layer's split code to a (rows, cols) result.
 """
 
+from ..config import COL_ALIGN, JIT_INTERNAL, ROW_ALIGN
+from ..contract import SPLIT_COLS, SPLIT_ONE, SPLIT_ROWS
 from ..jit import njit
-
-from ..config import COL_ALIGN, JIT, JIT_INTERNAL, ROW_ALIGN
-
-# split codes: part 0 alone, blocks of rows, blocks of columns
-SPLIT_ONE, SPLIT_ROWS, SPLIT_COLS = 0, 1, 2
 
 
 @njit(**JIT_INTERNAL)

@@ -9,11 +9,15 @@ Forward:   pre = x·W + b,          out = f(pre)
 Backward:  dpre = dout ⊙ f'(pre),  dW = xᵀ·dpre,  db = Σ_rows dpre,  dx = dpre·Wᵀ
 """
 
-from ..jit import njit
-
 from ..config import JIT, JIT_INTERNAL
-from .activations import (MAXOUT, activation_backward, bias_activation_forward, maxout_backward,
-                          maxout_forward)
+from ..jit import njit
+from .activations import (
+    MAXOUT,
+    activation_backward,
+    bias_activation_forward,
+    maxout_backward,
+    maxout_forward,
+)
 from .blas import gemm
 
 

@@ -5,10 +5,9 @@ backward dx = dout ⊙ mask. Evaluation is the identity (the caller skips the la
 Element (i, j) draws uniform(key, i·U + j) from :mod:`.random`, so the mask is reproducible.
 """
 
-from ..jit import njit
-
 from ..config import JIT, JIT_INTERNAL
-from .random import uniform
+from ..jit import njit
+from ..rules import uniform
 
 
 @njit(**JIT_INTERNAL)

@@ -7,43 +7,21 @@
 Ties in argmax go to the first maximum, as numpy.argmax.
 """
 
-from ..jit import njit
-
 from ..config import JIT, JIT_INTERNAL
-from .losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, CROSS_ENTROPY_PROBS, HINGE
-
-
-@njit(inline="always", **JIT)
-def _row_argmax(z, i):
-    best = 0
-    for j in range(1, z.shape[1]):
-        if z[i, j] > z[i, best]:
-            best = j
-    return best
+from ..jit import njit
+from ..rules import row_correct
 
 
 @njit(**JIT_INTERNAL)
 def count_correct_rows(z, labels, targets, code, r0, r1):
-    """(number correct, number counted) over rows r0:r1; see the module docstring."""
-    c = z.shape[1]
+    """(number correct, number counted) over rows r0:r1 (:func:`fastmlp.kernels.rules.row_correct`)."""
     correct = 0
-    if code == CROSS_ENTROPY or code == HINGE:
-        for i in range(r0, r1):
-            if _row_argmax(z, i) == labels[i]:
-                correct += 1
-        return correct, r1 - r0
-    if code == CROSS_ENTROPY_PROBS:
-        for i in range(r0, r1):
-            if _row_argmax(z, i) == _row_argmax(targets, i):
-                correct += 1
-        return correct, r1 - r0
-    if code == BINARY_CROSS_ENTROPY:
-        for i in range(r0, r1):
-            for j in range(c):
-                if (z[i, j] > 0) == (targets[i, j] >= 0.5):
-                    correct += 1
-        return correct, (r1 - r0) * c
-    return 0, 0
+    counted = 0
+    for i in range(r0, r1):
+        c, k = row_correct(z, labels, targets, code, i)
+        correct += c
+        counted += k
+    return correct, counted
 
 
 @njit(**JIT)

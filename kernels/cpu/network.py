@@ -2,7 +2,7 @@
 every layer, so a training step costs a single call from Python.
 
 The network lives in flat arrays described by small integer/float tables (built by
-``fastmlp._layout``), which keeps the kernel independent of Python objects:
+``fastmlp.engines.layout``), which keeps the kernel independent of Python objects:
 
 - ``params`` / ``grads`` (P,): every parameter, at the offsets of ``layer_int`` (columns ``L_*``);
 - ``buffers`` (R,): the batchnorm running statistics;
@@ -28,39 +28,69 @@ order in which the BLAS and the float64 sums add terms. Per-part sums (loss, acc
 squared gradient norm, penalty) go to row t of ``partials`` (T, N_PARTIALS).
 """
 
-from ..jit import njit
-
 from ..config import COL_ALIGN, JIT, JIT_INTERNAL, ROW_ALIGN
-from .activations import (LINEAR, MAXOUT, activation_backward_block, bias_activation_block,
-                          maxout_backward_block, maxout_forward_block)
-from .blocks import SPLIT_COLS, SPLIT_ONE, SPLIT_ROWS, part, split_block  # noqa: F401
-from .batchnorm import (batchnorm_backward_cols, batchnorm_forward_eval_block,
-                        batchnorm_forward_train_cols)
-from .dense import bias_grad_cols, forward_product_block, input_grad_block, weight_grad_block
+from ..contract import (
+    F_ALPHA,
+    F_BN_EPS,
+    F_BN_MOMENTUM,
+    F_DROP_P,
+    L_ACT,
+    L_B,
+    L_BETA,
+    L_BN,
+    L_DROPOUT,
+    L_GAMMA,
+    L_IN,
+    L_PIECES,
+    L_RMEAN,
+    L_RVAR,
+    L_UNITS,
+    L_W,
+    LINEAR,
+    MAXOUT,
+    P_CORRECT,
+    P_COUNTED,
+    P_GRAD_SQ,
+    P_LOSS,
+    P_PENALTY,
+    W_ACT,
+    W_DOUT,
+    W_DPRE,
+    W_INVSTD,
+    W_MASK,
+    W_MEAN,
+    W_OUT,
+    W_PRE,
+    W_SPLIT_DW,
+    W_SPLIT_DX,
+    W_SPLIT_FWD,
+    W_XHAT,
+)
+from ..jit import njit
+from ..rules import stream_key
+from .activations import (
+    activation_backward_block,
+    bias_activation_block,
+    maxout_backward_block,
+    maxout_forward_block,
+)
+from .batchnorm import (
+    batchnorm_backward_cols,
+    batchnorm_forward_eval_block,
+    batchnorm_forward_train_cols,
+)
+from .blocks import part, split_block
+from .dense import (
+    bias_grad_cols,
+    forward_product_block,
+    input_grad_block,
+    weight_grad_block,
+)
 from .dropout import dropout_backward_block, dropout_forward_block
-from .losses import loss_denominator, loss_rows
+from .losses import loss_rows
 from .metrics import count_correct_rows
 from .norms import sum_squares, sum_squares_block
 from .penalties import penalty_block, penalty_value
-from .random import stream_key
-
-# layer_int columns
-L_IN, L_UNITS, L_ACT, L_PIECES, L_BN, L_DROPOUT = 0, 1, 2, 3, 4, 5
-L_W, L_B, L_GAMMA, L_BETA, L_RMEAN, L_RVAR = 6, 7, 8, 9, 10, 11
-N_LAYER_INT = 12
-# layer_float columns
-F_ALPHA, F_DROP_P, F_BN_EPS, F_BN_MOMENTUM = 0, 1, 2, 3
-N_LAYER_FLOAT = 4
-# ws_off columns: (B, F) pre, (B, F) xhat, (B, U) act, (B, U) dropout out, (B, U) mask,
-# (B, U) gradient of the layer output, (B, F) gradient of pre, (F,) batch mean, (F,) 1/std
-W_PRE, W_XHAT, W_ACT, W_OUT, W_MASK, W_DOUT, W_DPRE, W_MEAN, W_INVSTD = 0, 1, 2, 3, 4, 5, 6, 7, 8
-N_WS_OFFSETS = 9
-# ws_off plan columns: how the threads share the forward product, dW and dh of each layer
-W_SPLIT_FWD, W_SPLIT_DW, W_SPLIT_DX = 9, 10, 11
-N_WS = 12
-# partials columns (per thread, float64)
-P_LOSS, P_CORRECT, P_COUNTED, P_GRAD_SQ, P_PENALTY = 0, 1, 2, 3, 4
-N_PARTIALS = 5
 
 
 @njit(inline="always", **JIT)

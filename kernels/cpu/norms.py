@@ -6,9 +6,9 @@ The order of the terms may be reassociated (``JIT_REDUCTION``) so the loops vect
 """
 
 import numpy as np
-from ..jit import njit
 
 from ..config import JIT_REDUCTION, JIT_REDUCTION_INTERNAL
+from ..jit import njit
 
 
 @njit(**JIT_REDUCTION)

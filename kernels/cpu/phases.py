@@ -20,18 +20,45 @@ runs, are in :mod:`.train`.
 """
 
 from ..config import COL_ALIGN, JIT, JIT_INTERNAL
+from ..contract import (
+    BACKWARD,
+    FORWARD,
+    FORWARD_ROWS,
+    GATHER,
+    GRAD_NORM,
+    LAST_BATCHNORM,
+    LOSS,
+    P_CORRECT,
+    P_COUNTED,
+    P_GRAD_SQ,
+    P_LOSS,
+    P_PENALTY,
+    UPDATE,
+)
 from ..jit import njit
 from .batch import gather_part
 from .blocks import part
-from .network import (P_COUNTED, P_CORRECT, P_GRAD_SQ, P_LOSS, P_PENALTY,
-                      backward_layer_part, forward_layer_part, forward_rows_part,
-                      last_batchnorm_part, layer_output, loss_part)
+from .network import (
+    backward_layer_part,
+    forward_layer_part,
+    forward_rows_part,
+    last_batchnorm_part,
+    layer_output,
+    loss_part,
+)
 from .norms import sum_squares
 from .optimizers import optimizer_update_part
-from .team import (DONE, POSTED, SHARED_SCALE, SLOT, atomic_add, claim, post, read_posted,
-                   wait_done)
-
-GATHER, FORWARD, FORWARD_ROWS, LOSS, LAST_BATCHNORM, BACKWARD, UPDATE, GRAD_NORM = range(8)
+from .team import (
+    DONE,
+    POSTED,
+    SHARED_SCALE,
+    SLOT,
+    atomic_add,
+    claim,
+    post,
+    read_posted,
+    wait_done,
+)
 
 
 @njit(inline="always", **JIT)

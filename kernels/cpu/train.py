@@ -3,7 +3,7 @@
 Every kernel call — a forward pass, a loss, a gradient, a whole training epoch, one rank's step
 of data-parallel training — is a task: a sequence of phases (:mod:`.phases`) that the leader
 posts and a team of threads runs. The caller starts ``run.members`` threads (the calling thread
-is member 0, the leader; see ``fastmlp._team``) and each calls ``team_member(t, task, ...)``; with
+is member 0, the leader; see ``fastmlp.engines.team``) and each calls ``team_member(t, task, ...)``; with
 one member the leader runs every part alone. One entry point for every task means the kernels
 are compiled once per dtype.
 
@@ -31,15 +31,35 @@ Tasks (records as in :mod:`.records`; results in ``work.result``):
 import math
 
 from ..config import JIT
+from ..contract import (
+    BACKWARD,
+    FORWARD,
+    FORWARD_ROWS,
+    GATHER,
+    GRAD_NORM,
+    L_BN,
+    L_UNITS,
+    LAST_BATCHNORM,
+    LOSS,
+    TASK_EPOCH,
+    TASK_FORWARD,
+    TASK_LOCAL_GRADIENT,
+    TASK_LOSS,
+    TASK_UPDATE,
+    UPDATE,
+)
 from ..jit import njit
 from .losses import loss_denominator
-from .network import L_BN, L_UNITS, network_penalty
-from .phases import (BACKWARD, FORWARD, FORWARD_ROWS, GATHER, GRAD_NORM, LAST_BATCHNORM, LOSS,
-                     UPDATE, batch_inputs, clip_scale, help_team, part_losses, part_sums,
-                     run_phase)
+from .network import network_penalty
+from .phases import (
+    batch_inputs,
+    clip_scale,
+    help_team,
+    part_losses,
+    part_sums,
+    run_phase,
+)
 from .team import SHARED_LOSS, SHARED_SCALE, finish
-
-TASK_FORWARD, TASK_LOSS, TASK_GRADIENT, TASK_EPOCH, TASK_LOCAL_GRADIENT, TASK_UPDATE = range(6)
 
 
 @njit(inline="always", **JIT)

@@ -16,9 +16,9 @@ import numpy as np
 from numba import cuda, float64, int64
 
 from . import config
-from .config import MAX_THREADS
 from ._simulator import install as _install_simulator_fix
 from ._views import prefix
+from .config import MAX_THREADS
 
 _install_simulator_fix()  # thread-safe shared arrays and module swap on the CUDA simulator
 

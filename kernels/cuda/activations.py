@@ -24,8 +24,18 @@ import math
 
 from numba import cuda
 
-from ..cpu.activations import (ACTIVATION_CODES, ELU, GELU, LEAKY_RELU, LINEAR, MAXOUT, RELU,
-                               SIGMOID, SOFTPLUS, TANH)
+from ..contract import (
+    ACTIVATION_CODES,
+    ELU,
+    GELU,
+    LEAKY_RELU,
+    LINEAR,
+    MAXOUT,
+    RELU,
+    SIGMOID,
+    SOFTPLUS,
+    TANH,
+)
 from . import config
 
 __all__ = ["ACTIVATION_CODES", "LINEAR", "SIGMOID", "TANH", "RELU", "LEAKY_RELU", "ELU", "SOFTPLUS",

@@ -19,7 +19,7 @@ that geometry, built once per geometry and dtype.
   kernel above, epilogues fused; ``"cublas"``: cuBLAS through CuPy, the bias/activation epilogue
   then a separate numba.cuda launch; ``"auto"``: cuBLAS for products of at least
   ``CUBLAS_MIN_MACS`` multiply-adds when CuPy imports, the tiled kernel otherwise. Set it with
-  ``fastmlp.cuda_support.set_cuda_matmul``, which checks that cuBLAS can be used.
+  ``fastmlp.engines.cuda_support.set_cuda_matmul``, which checks that cuBLAS can be used.
 - ``CUDA_JIT``: keyword arguments of every ``cuda.jit`` kernel. ``fastmath=False`` keeps NaN/inf
   handling and the float64 comparisons with the CPU kernels exact.
 """

@@ -37,8 +37,14 @@ from numba import cuda
 
 from . import _views, config, cublas
 from ._reduce import column_block_sum_f64
-from .activations import (MAXOUT, activation_backward, activation_derivative, activation_value,
-                          maxout_backward, maxout_forward)
+from .activations import (
+    MAXOUT,
+    activation_backward,
+    activation_derivative,
+    activation_value,
+    maxout_backward,
+    maxout_forward,
+)
 
 EPILOGUE_STORE = 0
 """C = op(A)·op(B)."""

@@ -32,7 +32,13 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..cpu.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, CROSS_ENTROPY_PROBS, HINGE, MSE
+from ..contract import (
+    BINARY_CROSS_ENTROPY,
+    CROSS_ENTROPY,
+    CROSS_ENTROPY_PROBS,
+    HINGE,
+    MSE,
+)
 from . import config
 from ._reduce import block_sum_f64, finish_sum, partials_for
 from .activations import stable_sigmoid

@@ -18,7 +18,7 @@ per-row argmax (predicted labels).
 import numpy as np
 from numba import cuda
 
-from ..cpu.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, CROSS_ENTROPY_PROBS, HINGE
+from ..contract import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, CROSS_ENTROPY_PROBS, HINGE
 from . import config
 from ._reduce import block_sum_i64, finish_count, partials_for
 

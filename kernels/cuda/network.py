@@ -23,21 +23,56 @@ reductions (at least :func:`partials_size` entries) to avoid allocations.
 import numpy as np
 from numba import cuda
 
-from ..cpu.activations import MAXOUT
-from ..cpu.network import (F_ALPHA, F_BN_EPS, F_BN_MOMENTUM, F_DROP_P, L_ACT, L_B, L_BETA, L_BN,
-                           L_DROPOUT, L_GAMMA, L_IN, L_PIECES, L_RMEAN, L_RVAR, L_UNITS, L_W,
-                           N_LAYER_FLOAT, N_LAYER_INT, N_WS, W_ACT, W_DOUT, W_DPRE, W_INVSTD,
-                           W_MASK, W_MEAN, W_OUT, W_PRE, W_XHAT)
+from ..contract import (
+    F_ALPHA,
+    F_BN_EPS,
+    F_BN_MOMENTUM,
+    F_DROP_P,
+    L_ACT,
+    L_B,
+    L_BETA,
+    L_BN,
+    L_DROPOUT,
+    L_GAMMA,
+    L_IN,
+    L_PIECES,
+    L_RMEAN,
+    L_RVAR,
+    L_UNITS,
+    L_W,
+    MAXOUT,
+    N_LAYER_FLOAT,
+    N_LAYER_INT,
+    N_WS,
+    W_ACT,
+    W_DOUT,
+    W_DPRE,
+    W_INVSTD,
+    W_MASK,
+    W_MEAN,
+    W_OUT,
+    W_PRE,
+    W_XHAT,
+)
 from ..cpu.random import stream_key
 from . import _views
 from . import losses as _losses
 from . import penalties as _penalties
 from ._reduce import finish_sum, partials_for
 from .activations import activation_forward, maxout_forward
-from .batchnorm import (batchnorm_backward, batchnorm_backward_eval, batchnorm_forward_eval,
-                        batchnorm_forward_train)
-from .dense import (activation_grad_into, dense_activation_backward, dense_activation_forward,
-                    dense_backward, dense_forward)
+from .batchnorm import (
+    batchnorm_backward,
+    batchnorm_backward_eval,
+    batchnorm_forward_eval,
+    batchnorm_forward_train,
+)
+from .dense import (
+    activation_grad_into,
+    dense_activation_backward,
+    dense_activation_forward,
+    dense_backward,
+    dense_forward,
+)
 from .dropout import dropout_backward, dropout_forward
 from .losses import loss_forward_backward
 from .penalties import penalty_grad, penalty_value

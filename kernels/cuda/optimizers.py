@@ -34,7 +34,7 @@ import math
 
 from numba import cuda
 
-from ..cpu.optimizers import ADAGRAD, ADAM, N_COEFFICIENTS, RMSPROP, RPROP, SGD
+from ..contract import ADAGRAD, ADAM, N_COEFFICIENTS, RMSPROP, RPROP, SGD
 from . import config
 
 __all__ = ["SGD", "ADAGRAD", "RMSPROP", "ADAM", "RPROP", "N_COEFFICIENTS", "sgd_update",

@@ -147,10 +147,18 @@ def gather_batch(Xb, lb, tb, X, labels, targets, order, start, stop, stream=0):
     gather_batch_kernel[blocks, tpb, stream](Xb, lb, tb, X, labels, targets, order, int(start), m)
 
 
-def train_epoch(X, labels, targets, loss_code, order, bounds, Xb, lb, tb, params, grads, buffers,
-                layer_int, layer_float, ws_off_full, ws_off_last, ws, seed, first_step, l1, l2,
-                clip_norm, opt_code, s0, s1, s2, opt_flag, opt_init, coefficients, stream=0):
-    """One epoch of minibatch training on the device; see the module docstring."""
+def train_epoch(net, data, work, opt, run, stream=0):
+    """One epoch of minibatch training on the device, from the records of the CPU kernels'
+    contract (``kernels.contract``) holding device arrays (the layout tables ``net.layer_int``,
+    ``net.layer_float``, ``work.ws_off``, ``work.ws_off_last`` and ``data.bounds`` stay on the
+    host); see the module docstring. Returns (steps done, Σ batch loss · rows, correct,
+    counted)."""
+    X, labels, targets, loss_code, order, bounds = data
+    params, buffers, layer_int, layer_float = net
+    Xb, lb, tb, grads, ws = work.Xb, work.lb, work.tb, work.grads, work.ws
+    ws_off_full, ws_off_last = work.ws_off, work.ws_off_last
+    opt_code, s0, s1, s2, opt_flag, opt_init, coefficients = opt
+    seed, first_step, l1, l2, clip_norm = run.seed, run.first_step, run.l1, run.l2, run.clip_norm
     bounds = np.asarray(bounds)
     steps = int(bounds.shape[0]) - 1
     rows = int(np.max(np.diff(bounds))) if steps > 0 else 0

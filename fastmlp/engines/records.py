@@ -11,10 +11,16 @@ import functools
 
 import numpy as np
 
-from .kernels.cpu.network import N_PARTIALS
-from .kernels.cpu.optimizers import N_COEFFICIENTS
-from .kernels.cpu.records import Data, Network, Run, Update, Workspace
-from .kernels.cpu.team import N_SHARED, new_sync
+from ..kernels.contract import (
+    N_COEFFICIENTS,
+    N_PARTIALS,
+    Data,
+    Network,
+    Run,
+    Update,
+    Workspace,
+)
+from ..kernels.cpu.team import N_SHARED, new_sync
 
 _EMPTY_INT = np.empty(0, dtype=np.int64)
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 import queue
 import threading
 
-from ._blas_threads import single_threaded_blas
-from .kernels.cpu.team import new_sync
-from .kernels.cpu.train import team_member
-from .threads import team_members
+from ..kernels.cpu.team import new_sync
+from ..kernels.cpu.train import team_member
+from ..threads import team_members
+from .blas_threads import single_threaded_blas
 
 _pool_lock = threading.Lock()
 _helpers = []  # queue per pool thread; pool thread i runs member i + 1

@@ -168,14 +168,14 @@ def set_cuda_matmul(backend):
     Both paths give the same values up to the summation order of the products. Returns the
     previous choice.
     """
-    from .kernels.cuda import config
+    from ..kernels.cuda import config
     if backend not in config.MATMUL_CHOICES:
         raise ValueError(f"backend must be one of {config.MATMUL_CHOICES}; got {backend!r}")
     if backend == "cublas":
         if simulator_enabled():
             raise CudaUnavailableError("the cuBLAS matrix product needs a GPU: numba.cuda runs on "
                                        "the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
-        from .kernels.cuda.cublas import cupy_status
+        from ..kernels.cuda.cublas import cupy_status
         cupy, reason = cupy_status()
         if cupy is None:
             raise CudaUnavailableError(f"the cuBLAS matrix product needs CuPy: {reason}")
@@ -185,5 +185,5 @@ def set_cuda_matmul(backend):
 
 def get_cuda_matmul():
     """The current choice of :func:`set_cuda_matmul`."""
-    from .kernels.cuda import config
+    from ..kernels.cuda import config
     return config.MATMUL

@@ -23,10 +23,15 @@ import sys
 
 import numpy as np
 
+from ..kernels import contract as kl
+from ..losses import (
+    EMPTY_LABELS,
+    LABELS,
+    PROBABILITIES,
+    PROBABILITY_ROW_TOLERANCE,
+    target_kind,
+)
 from .cuda_support import simulator_enabled
-from .kernels.cpu import losses as kl
-from .losses import (EMPTY_LABELS, LABELS, PROBABILITIES, PROBABILITY_ROW_TOLERANCE,
-                     target_kind)
 
 __all__ = ["is_device_input", "reject_device_input", "device_features", "device_targets",
            "take_rows"]
@@ -101,7 +106,7 @@ def _check_float(d, dtype, name):
 
 
 def _summary(d, name):
-    from .kernels.cuda.checks import value_summary
+    from ..kernels.cuda.checks import value_summary
     bad, lo, hi = value_summary(d)
     if bad:
         raise ValueError(f"{name} contains NaN or inf")
@@ -127,7 +132,7 @@ def device_features(X, n_features, dtype, name="X"):
 
 
 def _device_labels(d, n_classes, name):
-    from .kernels.cuda.checks import label_range, to_int64
+    from ..kernels.cuda.checks import label_range, to_int64
     if d.dtype.kind not in "biu":
         raise TypeError(f"{name} as class indices on the GPU must be an integer array; got "
                         f"{d.dtype} (convert it on the device: .astype('int64') / .long())")
@@ -157,7 +162,7 @@ def device_targets(loss, y, n_samples, n_outputs, dtype, name="y"):
     if kind == PROBABILITIES:
         if lo < 0:
             raise ValueError(f"{name} as probability rows must be non-negative; got {lo}")
-        from .kernels.cuda.checks import row_sum_deviation
+        from ..kernels.cuda.checks import row_sum_deviation
         worst = row_sum_deviation(d)
         if worst > PROBABILITY_ROW_TOLERANCE:
             raise ValueError(f"{name} as probability rows must sum to 1; a row is off by "
@@ -173,7 +178,7 @@ def take_rows(d_X, d_labels, d_targets, rows):
     d_labels (n,) or empty and d_targets (n, C) or (0, C), gathered on the device."""
     from numba import cuda
 
-    from .kernels.cuda.train import gather_batch
+    from ..kernels.cuda.train import gather_batch
     m = int(rows.shape[0])
     X = cuda.device_array((m, d_X.shape[1]), dtype=d_X.dtype)
     labels = cuda.device_array(m if d_labels.shape[0] else 0, dtype=np.int64)

@@ -17,18 +17,47 @@ over the whole batch up to summation order.
 
 import numpy as np
 
-from .kernels.cpu.activations import MAXOUT, activation_forward, maxout_forward
-from .kernels.cpu.dense import (activation_grad_into, dense_activation_backward,
-                                dense_activation_forward, dense_backward, dense_forward)
-from .kernels.cpu.dropout import dropout_backward, dropout_forward
-from .kernels.cpu.losses import loss_forward_backward
-from .kernels.cpu.metrics import count_correct
-from .kernels.cpu.network import (F_ALPHA, F_BN_EPS, F_BN_MOMENTUM, F_DROP_P, L_ACT, L_B, L_BETA,
-                                  L_BN, L_DROPOUT, L_GAMMA, L_IN, L_PIECES, L_RMEAN, L_RVAR,
-                                  L_UNITS, L_W, W_ACT, W_DOUT, W_DPRE, W_INVSTD, W_MASK, W_MEAN,
-                                  W_OUT, W_PRE, W_XHAT)
-from .kernels.cpu.penalties import penalty_grad
-from .kernels.cpu.random import stream_key
+from ..kernels.contract import (
+    F_ALPHA,
+    F_BN_EPS,
+    F_BN_MOMENTUM,
+    F_DROP_P,
+    L_ACT,
+    L_B,
+    L_BETA,
+    L_BN,
+    L_DROPOUT,
+    L_GAMMA,
+    L_IN,
+    L_PIECES,
+    L_RMEAN,
+    L_RVAR,
+    L_UNITS,
+    L_W,
+    MAXOUT,
+    W_ACT,
+    W_DOUT,
+    W_DPRE,
+    W_INVSTD,
+    W_MASK,
+    W_MEAN,
+    W_OUT,
+    W_PRE,
+    W_XHAT,
+)
+from ..kernels.cpu.activations import activation_forward, maxout_forward
+from ..kernels.cpu.dense import (
+    activation_grad_into,
+    dense_activation_backward,
+    dense_activation_forward,
+    dense_backward,
+    dense_forward,
+)
+from ..kernels.cpu.dropout import dropout_backward, dropout_forward
+from ..kernels.cpu.losses import loss_forward_backward
+from ..kernels.cpu.metrics import count_correct
+from ..kernels.cpu.penalties import penalty_grad
+from ..kernels.cpu.random import stream_key
 
 
 def _mat(flat, offset, rows, cols):
@@ -43,7 +72,7 @@ def sync_batchnorm_gradient(comm, xb, labels, targets, loss_code, params, grads,
                             layer_int, layer_float, ws_off, ws, seed, step, l1, l2, global_rows):
     """This rank's share of the global batch's gradient (into ``grads``), for the local rows
     ``xb`` (m, d) with ``labels``/``targets``; returns (Σ_local-rows loss, correct, counted).
-    ``comm`` is a :class:`fastmlp.mpi.Communicator`; every rank calls this together."""
+    ``comm`` is a :class:`fastmlp.parallel.mpi.Communicator`; every rank calls this together."""
     m = xb.shape[0]
     B = float(global_rows)
     h = xb

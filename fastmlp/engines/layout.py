@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels.config import COL_ALIGN, MIN_SPLIT_MACS, ROW_ALIGN
-from .kernels.cpu import network as net
-from .kernels.cpu.activations import ACTIVATION_CODES
+from ..kernels import contract as net
+from ..kernels.config import COL_ALIGN, MIN_SPLIT_MACS, ROW_ALIGN
+from ..kernels.contract import ACTIVATION_CODES
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1

@@ -1,0 +1,26 @@
+"""Engines: the only code that knows devices.
+
+A model (``fastmlp.MLP``) is its architecture and its host arrays; its engine puts data where it
+computes, holds the training state of a fit (gradients, optimizer state, workspaces, batch
+buffers) and runs the kernels: ``cpu.CpuEngine`` on the host (the ``kernels/cpu`` tasks, a team of
+threads), ``cuda.CudaEngine`` on an NVIDIA GPU (the ``kernels/cuda`` launches). Both offer the
+same methods (``check_inputs``, ``place``, ``forward``, ``loss_and_grad``, ``training_loss``,
+``evaluate``, ``begin_fit``, ``run_epoch``, ``sync_host``, ``end_fit``); the Trainer talks to them
+only through these. Data-parallel training over MPI wraps a CPU engine (``fastmlp.parallel.mpi``).
+
+Support modules: ``layout`` (where every number of a network lives in its flat arrays),
+``records`` (the kernel records), ``team`` (the threads of a CPU call), ``blas_threads`` (the BLAS
+kept single-threaded meanwhile), ``device_inputs`` (GPU arrays as inputs), ``cuda_support``
+(whether CUDA can be used, and the product path).
+"""
+
+DEVICES = ("cpu", "cuda")
+
+
+def engine_for(device, layout, params, buffers, dtype, seed, n_outputs, loss):
+    """The engine of ``device`` ("cpu" or "cuda") for a model's layout and flat arrays."""
+    if device == "cuda":
+        from .cuda import CudaEngine
+        return CudaEngine(layout, params, buffers, dtype, seed, n_outputs, loss)
+    from .cpu import CpuEngine
+    return CpuEngine(layout, params, buffers, dtype, seed, n_outputs, loss)

@@ -1,0 +1,430 @@
+"""The scalar rules of the kernels, written once for the CPU loops and the CUDA kernels alike.
+
+Each rule is a plain ``numba.njit`` function inlined where it is called: the CPU kernels call them
+in their loops, and the CUDA kernels call the same functions, which numba.cuda compiles as device
+functions (it accepts ``@jit`` functions in kernels). Rules stay within what both targets compile:
+scalar arithmetic, ``math`` functions, indexing of the arrays they are given; no ``max()``/``min()``
+on floats (numba's CUDA target does not type them), no allocation.
+
+- activations: ``stable_sigmoid``, ``activation_value``, ``activation_derivative``;
+- random stream: ``mix64``, ``stream_key``, ``uniform`` (SplitMix64, bit-identical everywhere);
+- optimizer updates of element i: ``sgd_element``, ``adagrad_element``, ``rmsprop_element``,
+  ``adam_element``, ``rprop_element`` and the dispatch ``update_element``;
+- loss terms of row i: ``row_logsumexp``, ``loss_row``; accuracy of row i: ``row_correct``;
+- penalty of one weight: ``penalty_term``.
+
+The formulas are in each docstring; where eps goes is stated for every optimizer.
+"""
+
+import math
+
+import numba
+import numpy as np
+
+from .contract import (
+    ADAGRAD,
+    ADAM,
+    BINARY_CROSS_ENTROPY,
+    CROSS_ENTROPY,
+    CROSS_ENTROPY_PROBS,
+    ELU,
+    GELU,
+    HINGE,
+    LEAKY_RELU,
+    LINEAR,
+    MSE,
+    RELU,
+    RMSPROP,
+    SGD,
+    SIGMOID,
+    SOFTPLUS,
+    TANH,
+)
+
+RULE = dict(inline="always")
+
+_INV_SQRT2 = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+# ---------------------------------------------------------------- activations
+
+@numba.njit(**RULE)
+def stable_sigmoid(x):
+    """σ(x) = 1 / (1 + e^-x), evaluated so that neither branch overflows."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@numba.njit(**RULE)
+def activation_value(x, code, alpha):
+    """f(x) for one pre-activation (maxout excluded: it is a reduction)::
+
+        linear x;  sigmoid σ(x);  tanh;  relu max(x, 0);  leaky_relu x or alpha·x;
+        elu x or alpha (e^x - 1);  softplus max(x, 0) + log1p(e^-|x|);  gelu x Φ(x)
+    """
+    if code == RELU:
+        return x if x > 0 else 0.0 * x
+    if code == LINEAR:
+        return x
+    if code == SIGMOID:
+        return stable_sigmoid(x)
+    if code == TANH:
+        return math.tanh(x)
+    if code == LEAKY_RELU:
+        return x if x > 0 else alpha * x
+    if code == ELU:
+        return x if x > 0 else alpha * math.expm1(x)
+    if code == SOFTPLUS:
+        return (0.0 if 0.0 > x else x) + math.log1p(math.exp(-abs(x)))
+    if code == GELU:
+        return 0.5 * x * (1.0 + math.erf(x * _INV_SQRT2))
+    return math.nan
+
+
+@numba.njit(**RULE)
+def activation_derivative(x, y, code, alpha):
+    """f'(x) given the pre-activation x and the output y = f(x)::
+
+        linear 1;  sigmoid y (1 - y);  tanh 1 - y²;  relu [x > 0];  leaky_relu 1 or alpha;
+        elu 1 or y + alpha;  softplus σ(x);  gelu Φ(x) + x φ(x)
+    """
+    if code == RELU:
+        return 1.0 if x > 0 else 0.0
+    if code == LINEAR:
+        return 1.0
+    if code == SIGMOID:
+        return y * (1.0 - y)
+    if code == TANH:
+        return 1.0 - y * y
+    if code == LEAKY_RELU:
+        return 1.0 if x > 0 else alpha
+    if code == ELU:
+        return 1.0 if x > 0 else y + alpha
+    if code == SOFTPLUS:
+        return stable_sigmoid(x)
+    if code == GELU:
+        cdf = 0.5 * (1.0 + math.erf(x * _INV_SQRT2))
+        return cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)
+    return math.nan
+
+
+# ---------------------------------------------------------------- random stream
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_ONE = np.uint64(1)
+_TWO_POW_MINUS_53 = 1.0 / 9007199254740992.0
+
+
+@numba.njit(**RULE)
+def mix64(z):
+    """SplitMix64 finalizer (Steele, Lea & Flood 2014): a bijective avalanche of a uint64; shifts
+    are logical and products wrap modulo 2^64 because z is uint64."""
+    z = np.uint64(z)
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@numba.njit(**RULE)
+def stream_key(seed, layer, step):
+    """uint64 key of the stream for (seed, layer, step); all three are non-negative integers."""
+    k = mix64(np.uint64(seed) + _GOLDEN)
+    k = mix64(k ^ (np.uint64(layer) * _MIX1 + _ONE))
+    return mix64(k ^ (np.uint64(step) * _MIX2 + _GOLDEN))
+
+
+@numba.njit(**RULE)
+def uniform(key, counter):
+    """A float64 in [0, 1) from the top 53 bits of mix64(key + (counter + 1)·golden)."""
+    z = mix64(np.uint64(key) + (np.uint64(counter) + _ONE) * _GOLDEN)
+    return np.float64(z >> _S11) * _TWO_POW_MINUS_53
+
+
+# ---------------------------------------------------------------- optimizers (torch.optim rules)
+
+@numba.njit(**RULE)
+def sgd_element(param, grad, momentum_buffer, i, lr, momentum, one_minus_dampening, weight_decay,
+                nesterov, init_buffer):
+    """SGD (torch.optim.SGD) on element i::
+
+        g = grad + weight_decay · param                  (weight_decay != 0)
+        b = g (first step) or momentum · b + (1 - dampening) · g     (momentum != 0)
+        g = g + momentum · b (nesterov) or b
+        param = param - lr · g                            no eps
+    """
+    g = grad[i]
+    if weight_decay != 0.0:
+        g = g + weight_decay * param[i]
+    if momentum != 0.0:
+        if init_buffer:
+            b = g
+        else:
+            b = momentum * momentum_buffer[i] + one_minus_dampening * g
+        momentum_buffer[i] = b
+        if nesterov:
+            g = g + momentum * b
+        else:
+            g = b
+    param[i] = param[i] - lr * g
+
+
+@numba.njit(**RULE)
+def adagrad_element(param, grad, state_sum, i, clr, weight_decay, eps):
+    """Adagrad (torch.optim.Adagrad) on element i::
+
+        g = grad + weight_decay · param;  sum = sum + g²
+        param = param - clr · g / (sqrt(sum) + eps)       eps after the square root
+
+    clr = lr / (1 + (t - 1) lr_decay) at step t.
+    """
+    g = grad[i]
+    if weight_decay != 0.0:
+        g = g + weight_decay * param[i]
+    s = state_sum[i] + g * g
+    state_sum[i] = s
+    param[i] = param[i] - clr * g / (math.sqrt(s) + eps)
+
+
+@numba.njit(**RULE)
+def rmsprop_element(param, grad, square_avg, grad_avg, momentum_buffer, i, lr, alpha,
+                    one_minus_alpha, eps, weight_decay, momentum, centered):
+    """RMSprop (torch.optim.RMSprop) on element i::
+
+        g = grad + weight_decay · param
+        v = alpha · v + (1 - alpha) · g²
+        avg = sqrt(v - a²) + eps with a = alpha · a + (1 - alpha) · g (centered), else sqrt(v) + eps
+        b = momentum · b + g / avg;  param = param - lr · b      (momentum > 0)
+        param = param - lr · g / avg                              (otherwise)
+
+    eps after the square root; like torch, v - a² is not clamped at zero.
+    """
+    g = grad[i]
+    if weight_decay != 0.0:
+        g = g + weight_decay * param[i]
+    v = alpha * square_avg[i] + one_minus_alpha * g * g
+    square_avg[i] = v
+    if centered:
+        a = alpha * grad_avg[i] + one_minus_alpha * g
+        grad_avg[i] = a
+        avg = math.sqrt(v - a * a) + eps
+    else:
+        avg = math.sqrt(v) + eps
+    if momentum > 0.0:
+        b = momentum * momentum_buffer[i] + g / avg
+        momentum_buffer[i] = b
+        param[i] = param[i] - lr * b
+    else:
+        param[i] = param[i] - lr * g / avg
+
+
+@numba.njit(**RULE)
+def adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, beta1, one_minus_beta1,
+                 beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
+                 param_decay, amsgrad):
+    """Adam and AdamW (torch.optim.Adam / AdamW), optionally AMSGrad, on element i at step t::
+
+        param = param_decay · param                      (AdamW: param_decay = 1 - lr · wd)
+        g = grad + weight_decay · param                  (Adam's L2 term; 0 for AdamW)
+        m = beta1 · m + (1 - beta1) · g;  v = beta2 · v + (1 - beta2) · g²
+        v = max(v_max, v), kept in v_max                 (amsgrad)
+        param = param - step_size · m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    step_size = lr / (1 - beta1^t); eps after the bias-corrected square root, which equals
+    torch's ``param - lr · m_hat / (sqrt(v_hat) + eps)``.
+    """
+    p = param[i]
+    if param_decay != 1.0:
+        p = param_decay * p
+    g = grad[i]
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    m = beta1 * exp_avg[i] + one_minus_beta1 * g
+    exp_avg[i] = m
+    v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g
+    exp_avg_sq[i] = v
+    if amsgrad:
+        w = max_exp_avg_sq[i]
+        v = v if v > w else w
+        max_exp_avg_sq[i] = v
+    param[i] = p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
+
+
+@numba.njit(**RULE)
+def rprop_element(param, grad, prev, step_size, i, eta_minus, eta_plus, step_size_min,
+                  step_size_max):
+    """Rprop (torch.optim.Rprop's implementation) on element i, with s = grad · prev::
+
+        s > 0: step · eta_plus;  s < 0: step · eta_minus and g = 0;  s = 0: step unchanged
+        (s NaN: step NaN); step clamped to [step_size_min, step_size_max]
+        param = param - sign(g) · step;  prev = g         no eps
+    """
+    g = grad[i]
+    s = g * prev[i]
+    step = step_size[i]
+    flipped = s < 0.0
+    if s > 0.0:
+        step = step * eta_plus
+    elif flipped:
+        step = step * eta_minus
+    elif s != s:
+        step = s
+    if step < step_size_min:
+        step = step_size_min
+    elif step > step_size_max:
+        step = step_size_max
+    step_size[i] = step
+    if flipped:
+        prev[i] = 0.0
+    else:
+        prev[i] = g
+        # param - sign(g)·step, with sign(±0) = ±0 and sign(NaN) = NaN as numpy.sign
+        if g > 0.0:
+            param[i] = param[i] - step
+        elif g < 0.0:
+            param[i] = param[i] + step
+        else:
+            param[i] = param[i] - g * step
+
+
+@numba.njit(**RULE)
+def update_element(code, param, grad, s0, s1, s2, i, c, flag, init_buffer):
+    """One update of element i by the optimizer ``code``; s0, s1, s2 are its state arrays in the
+    order of its rule's arguments (empty when unused), c (N_COEFFICIENTS,) its scalars in order,
+    ``flag`` nesterov / centered / amsgrad, ``init_buffer`` SGD's first step."""
+    if code == SGD:
+        sgd_element(param, grad, s0, i, c[0], c[1], c[2], c[3], flag, init_buffer)
+    elif code == ADAGRAD:
+        adagrad_element(param, grad, s0, i, c[0], c[1], c[2])
+    elif code == RMSPROP:
+        rmsprop_element(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], flag)
+    elif code == ADAM:
+        adam_element(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                     c[8], flag)
+    else:
+        rprop_element(param, grad, s0, s1, i, c[0], c[1], c[2], c[3])
+
+
+# ---------------------------------------------------------------- losses and accuracy
+
+@numba.njit(**RULE)
+def row_logsumexp(z, i):
+    """(logsumexp z_i, max z_i, Σ_j exp(z_ij - max)) of row i, in float64."""
+    c = z.shape[1]
+    m = -math.inf
+    for j in range(c):
+        v = np.float64(z[i, j])
+        if v > m:
+            m = v
+    s = 0.0
+    for j in range(c):
+        s += math.exp(np.float64(z[i, j]) - m)
+    return m + math.log(s), m, s
+
+
+@numba.njit(**RULE)
+def loss_row(dz, z, labels, targets, code, i, n):
+    """Row i of a batch of n rows: its loss term (float64) and its row of dz, the gradient of the
+    mean loss. z, dz (B, C); labels (B,) for the label losses, targets (B, C) for the others::
+
+        cross_entropy     logsumexp(z_i) - z_iy              dz = (softmax(z_i) - onehot(y)) / n
+        probability rows  Σ_c t_c (logsumexp(z_i) - z_ic)    dz = (softmax(z_i) Σ_c t_c - t) / n
+        binary            Σ_c max(z,0) - z t + log1p(e^-|z|) dz = (σ(z) - t) / n
+        mse               Σ_c (z - t)²                       dz = 2 (z - t) / (n C)
+        hinge             Σ_{c≠y} max(0, z_c - z_y + 1)      dz = [margin > 0] / n, -count / n at y
+
+    The mean loss is Σ of the terms over n (n·C for mse).
+    """
+    c = z.shape[1]
+    total = 0.0
+    if code == CROSS_ENTROPY:
+        lse, m, s = row_logsumexp(z, i)
+        y = labels[i]
+        total = (m - np.float64(z[i, y])) + math.log(s)
+        for j in range(c):
+            dz[i, j] = (math.exp(np.float64(z[i, j]) - m) / s - (1.0 if j == y else 0.0)) / n
+    elif code == CROSS_ENTROPY_PROBS:
+        lse, m, s = row_logsumexp(z, i)
+        tsum = 0.0
+        for j in range(c):
+            t = np.float64(targets[i, j])
+            tsum += t
+            if t != 0.0:
+                total += t * ((m - np.float64(z[i, j])) + math.log(s))
+        for j in range(c):
+            dz[i, j] = (math.exp(np.float64(z[i, j]) - m) / s * tsum
+                        - np.float64(targets[i, j])) / n
+    elif code == BINARY_CROSS_ENTROPY:
+        for j in range(c):
+            v = np.float64(z[i, j])
+            t = np.float64(targets[i, j])
+            total += (0.0 if 0.0 > v else v) - v * t + math.log1p(math.exp(-abs(v)))
+            dz[i, j] = (stable_sigmoid(v) - t) / n
+    elif code == MSE:
+        scale = 2.0 / (n * c)
+        for j in range(c):
+            d = np.float64(z[i, j]) - np.float64(targets[i, j])
+            total += d * d
+            dz[i, j] = scale * d
+    else:
+        y = labels[i]
+        zy = np.float64(z[i, y])
+        positive = 0
+        for j in range(c):
+            if j == y:
+                continue
+            margin = np.float64(z[i, j]) - zy + 1.0
+            if margin > 0.0:
+                total += margin
+                positive += 1
+                dz[i, j] = 1.0 / n
+            else:
+                dz[i, j] = 0.0
+        dz[i, y] = -positive / n
+    return total
+
+
+@numba.njit(**RULE)
+def row_argmax(z, i):
+    """Index of the first maximum of row i (as numpy.argmax)."""
+    best = 0
+    for j in range(1, z.shape[1]):
+        if z[i, j] > z[i, best]:
+            best = j
+    return best
+
+
+@numba.njit(**RULE)
+def row_correct(z, labels, targets, code, i):
+    """(correct, counted) of row i: argmax z_i against the label or the target row's argmax
+    (label losses, probability rows: 1 counted), [z > 0] against [t ≥ 0.5] per output (binary:
+    C counted); mse counts nothing."""
+    if code == CROSS_ENTROPY or code == HINGE:
+        return (1 if row_argmax(z, i) == labels[i] else 0), 1
+    if code == CROSS_ENTROPY_PROBS:
+        return (1 if row_argmax(z, i) == row_argmax(targets, i) else 0), 1
+    if code == BINARY_CROSS_ENTROPY:
+        correct = 0
+        for j in range(z.shape[1]):
+            if (z[i, j] > 0) == (targets[i, j] >= 0.5):
+                correct += 1
+        return correct, z.shape[1]
+    return 0, 0
+
+
+# ---------------------------------------------------------------- penalties
+
+@numba.njit(**RULE)
+def penalty_term(w, l1, l2):
+    """(gradient l1 sign(w) + 2 l2 w, |w|, w² in float64) of one weight; sign(0) = 0."""
+    s = 1.0 if w > 0 else (-1.0 if w < 0 else 0.0)
+    v = np.float64(w)
+    return l1 * s + 2.0 * l2 * w, abs(v), v * v
