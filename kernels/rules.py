@@ -282,17 +282,11 @@ def rprop_element(param, grad, prev, step_size, i, eta_minus, eta_plus, step_siz
     elif step > step_size_max:
         step = step_size_max
     step_size[i] = step
-    if flipped:
-        prev[i] = 0.0
-    else:
-        prev[i] = g
-        # param - sign(g)·step, with sign(±0) = ±0 and sign(NaN) = NaN as numpy.sign
-        if g > 0.0:
-            param[i] = param[i] - step
-        elif g < 0.0:
-            param[i] = param[i] + step
-        else:
-            param[i] = param[i] - g * step
+    # sign(g) with sign(±0) = ±0 and sign(NaN) = NaN as numpy.sign; 0 where the sign flipped.
+    # One store per array (no store inside a branch) keeps the CPU loop vectorizable.
+    sign = 1.0 if g > 0.0 else (-1.0 if g < 0.0 else g)
+    prev[i] = 0.0 if flipped else g
+    param[i] = param[i] - (0.0 if flipped else sign) * step
 
 
 @numba.njit(**RULE)

@@ -13,6 +13,9 @@ step costs a single pass over memory and allocates nothing. Conventions shared b
   stays in the arrays' dtype, as in torch.
 - Divisions follow NumPy's error model (IEEE results, no ZeroDivisionError branch) so the loops
   vectorize; a zero denominator (possible only with eps == 0) gives inf or NaN, as in torch.
+- The loops over elements are compiled once per value of the variant's flags (plain
+  ``numba.njit``, which specializes on constant arguments): a flag read inside the loop would stop
+  it vectorizing.
 - Each kernel applies the element rule of :mod:`fastmlp.kernels.rules` (shared with the CUDA
   kernels), which follows torch.optim's update rule (``maximize=False``) and states the formula
   and exactly where ``eps`` enters.
@@ -20,6 +23,8 @@ step costs a single pass over memory and allocates nothing. Conventions shared b
 Kernels: ``sgd_update``, ``adagrad_update``, ``rmsprop_update``, ``adam_update`` (Adam and AdamW),
 ``rprop_update``.
 """
+
+import numba
 
 from ..config import COL_ALIGN, JIT, JIT_INTERNAL
 from ..contract import ADAGRAD, ADAM, RMSPROP, SGD
@@ -54,7 +59,25 @@ def sgd_update(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, 
     n = param.size
     _check_length(n, grad.size, True)
     _check_length(n, momentum_buffer.size, momentum != 0.0)
-    for i in range(n):
+    # each flag is a constant in its loop (read inside, it would stop the loop vectorizing)
+    if nesterov and init_buffer:
+        _sgd_loop(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay,
+                  True, True)
+    elif nesterov:
+        _sgd_loop(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay,
+                  True, False)
+    elif init_buffer:
+        _sgd_loop(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay,
+                  False, True)
+    else:
+        _sgd_loop(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay,
+                  False, False)
+
+
+@numba.njit(**JIT_INTERNAL)
+def _sgd_loop(param, grad, momentum_buffer, lr, momentum, one_minus_dampening, weight_decay,
+              nesterov, init_buffer):
+    for i in range(param.size):
         sgd_element(param, grad, momentum_buffer, i, lr, momentum, one_minus_dampening,
                     weight_decay, nesterov, init_buffer)
 
@@ -89,7 +112,18 @@ def rmsprop_update(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha
     _check_length(n, square_avg.size, True)
     _check_length(n, grad_avg.size, centered)
     _check_length(n, momentum_buffer.size, momentum > 0.0)
-    for i in range(n):
+    if centered:  # a constant in each loop, so that it vectorizes
+        _rmsprop_loop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha,
+                      one_minus_alpha, eps, weight_decay, momentum, True)
+    else:
+        _rmsprop_loop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha,
+                      one_minus_alpha, eps, weight_decay, momentum, False)
+
+
+@numba.njit(**JIT_INTERNAL)
+def _rmsprop_loop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, one_minus_alpha,
+                  eps, weight_decay, momentum, centered):
+    for i in range(param.size):
         rmsprop_element(param, grad, square_avg, grad_avg, momentum_buffer, i, lr, alpha,
                         one_minus_alpha, eps, weight_decay, momentum, centered)
 
@@ -112,7 +146,21 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_min
     _check_length(n, exp_avg.size, True)
     _check_length(n, exp_avg_sq.size, True)
     _check_length(n, max_exp_avg_sq.size, amsgrad)
-    for i in range(n):
+    if amsgrad:  # a constant in each loop, so that it vectorizes
+        _adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
+                   beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
+                   param_decay, True)
+    else:
+        _adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
+                   beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
+                   param_decay, False)
+
+
+@numba.njit(**JIT_INTERNAL)
+def _adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
+               one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay, param_decay,
+               amsgrad):
+    for i in range(param.size):
         adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, beta1, one_minus_beta1,
                      beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
                      param_decay, amsgrad)

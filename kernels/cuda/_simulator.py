@@ -32,6 +32,7 @@ import sys
 import threading
 from contextlib import contextmanager
 
+import numba
 import numpy as np
 
 _lock = threading.Lock()
@@ -112,3 +113,28 @@ def install():
     if not getattr(swap, "thread_safe", False):
         kernel.swapped_cuda_module = _counted_swapped_cuda_module()
     return True
+
+
+def device_rule(rule):
+    """A shared scalar rule (``kernels.rules``) as the CUDA kernels call it.
+
+    On a GPU that is the rule itself: numba.cuda compiles a ``@jit`` function called from a kernel
+    as a device function. The simulator runs kernels as Python, where arrays are its own device
+    array objects, which the compiled CPU rule cannot take: there the rule is called with the
+    NumPy arrays behind them (the same memory), so the same rule code runs in both modes.
+    """
+    if not numba.config.ENABLE_CUDASIM:
+        return rule
+
+    def simulated(*args):
+        return rule(*[np.asarray(a) if _is_simulated_array(a) else a for a in args])
+
+    simulated.__name__ = simulated.__qualname__ = getattr(rule, "__name__", "rule")
+    simulated.__doc__ = rule.__doc__
+    return simulated
+
+
+def _is_simulated_array(value):
+    module = sys.modules.get("numba.cuda.simulator.cudadrv.devicearray")
+    return module is not None and isinstance(value, (module.FakeCUDAArray,
+                                                     module.FakeWithinKernelCUDAArray))

@@ -13,17 +13,17 @@ reads (B, U·k) pre-activations, unit j owning the contiguous columns j·k … j
 - softplus: y = max(x, 0) + log1p(e^-|x|);    f' = sigmoid(x)
 - gelu (exact): y = x Φ(x), Φ(x) = (1 + erf(x/√2)) / 2;   f' = Φ(x) + x φ(x)
 
-``stable_sigmoid``, ``activation_value`` and ``activation_derivative`` are device functions used by
-the fused dense kernels; the kernels below are one thread per element (grid-stride loops over the
+``stable_sigmoid``, ``activation_value`` and ``activation_derivative`` are the shared scalar rules of
+:mod:`fastmlp.kernels.rules`, compiled as device functions where the kernels call them (the fused
+dense kernels too); the kernels below are one thread per element (grid-stride loops over the
 flattened (row, column) index, so consecutive threads touch consecutive addresses). Each
 ``*_kernel`` has a host launcher of the CPU kernel's name taking device arrays (plus an optional
 ``stream``).
 """
 
-import math
-
 from numba import cuda
 
+from .. import rules
 from ..contract import (
     ACTIVATION_CODES,
     ELU,
@@ -37,69 +37,15 @@ from ..contract import (
     TANH,
 )
 from . import config
+from ._simulator import device_rule
+
+stable_sigmoid = device_rule(rules.stable_sigmoid)
+activation_value = device_rule(rules.activation_value)
+activation_derivative = device_rule(rules.activation_derivative)
 
 __all__ = ["ACTIVATION_CODES", "LINEAR", "SIGMOID", "TANH", "RELU", "LEAKY_RELU", "ELU", "SOFTPLUS",
            "GELU", "MAXOUT", "stable_sigmoid", "activation_value", "activation_derivative",
            "activation_forward", "activation_backward", "maxout_forward", "maxout_backward"]
-
-_INV_SQRT2 = 0.7071067811865476
-_INV_SQRT_2PI = 0.3989422804014327
-
-
-@cuda.jit(device=True)
-def stable_sigmoid(x):
-    """σ(x) = 1 / (1 + e^-x), evaluated so that neither branch overflows."""
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-@cuda.jit(device=True)
-def activation_value(x, code, alpha):
-    """f(x) for one scalar pre-activation (maxout excluded: it is a reduction)."""
-    if code == RELU:
-        return x if x > 0 else 0.0 * x
-    if code == LINEAR:
-        return x
-    if code == SIGMOID:
-        return stable_sigmoid(x)
-    if code == TANH:
-        return math.tanh(x)
-    if code == LEAKY_RELU:
-        return x if x > 0 else alpha * x
-    if code == ELU:
-        return x if x > 0 else alpha * math.expm1(x)
-    if code == SOFTPLUS:
-        # max(x, 0.0) spelled out (same NaN result): numba's built-in CUDA target cannot type max()
-        return (0.0 if 0.0 > x else x) + math.log1p(math.exp(-abs(x)))
-    if code == GELU:
-        return 0.5 * x * (1.0 + math.erf(x * _INV_SQRT2))
-    return math.nan
-
-
-@cuda.jit(device=True)
-def activation_derivative(x, y, code, alpha):
-    """f'(x) given the pre-activation x and the output y = f(x)."""
-    if code == RELU:
-        return 1.0 if x > 0 else 0.0
-    if code == LINEAR:
-        return 1.0
-    if code == SIGMOID:
-        return y * (1.0 - y)
-    if code == TANH:
-        return 1.0 - y * y
-    if code == LEAKY_RELU:
-        return 1.0 if x > 0 else alpha
-    if code == ELU:
-        return 1.0 if x > 0 else y + alpha
-    if code == SOFTPLUS:
-        return stable_sigmoid(x)
-    if code == GELU:
-        cdf = 0.5 * (1.0 + math.erf(x * _INV_SQRT2))
-        return cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)
-    return math.nan
-
 
 @cuda.jit(device=True)
 def maxout_argmax(pre, i, base, pieces):

@@ -18,38 +18,23 @@ per-row argmax (predicted labels).
 import numpy as np
 from numba import cuda
 
+from .. import rules
 from ..contract import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, CROSS_ENTROPY_PROBS, HINGE
 from . import config
 from ._reduce import block_sum_i64, finish_count, partials_for
+from ._simulator import device_rule
 
-
-@cuda.jit(device=True)
-def row_argmax_of(z, i):
-    """Index of the first maximum of row i."""
-    best = 0
-    for j in range(1, z.shape[1]):
-        if z[i, j] > z[i, best]:
-            best = j
-    return best
+row_argmax_of = device_rule(rules.row_argmax)
+row_correct = device_rule(rules.row_correct)
 
 
 @cuda.jit(**config.CUDA_JIT)
 def count_correct_kernel(partials, z, labels, targets, code):
     """partials[block] = number of correct rows (elements for binary_cross_entropy) in the block."""
-    n, c = z.shape
     i = cuda.grid(1)
     correct = 0
-    if i < n:
-        if code == CROSS_ENTROPY or code == HINGE:
-            if row_argmax_of(z, i) == labels[i]:
-                correct = 1
-        elif code == CROSS_ENTROPY_PROBS:
-            if row_argmax_of(z, i) == row_argmax_of(targets, i):
-                correct = 1
-        elif code == BINARY_CROSS_ENTROPY:
-            for j in range(c):
-                if (z[i, j] > 0) == (targets[i, j] >= 0.5):
-                    correct += 1
+    if i < z.shape[0]:
+        correct = row_correct(z, labels, targets, code, i)[0]
     total = block_sum_i64(correct)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total

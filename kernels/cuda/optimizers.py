@@ -30,118 +30,23 @@ code like the CPU version; its coefficient row ``c`` (N_COEFFICIENTS,) is a devi
 arrays' dtype, so a schedule of coefficients can live on the device.
 """
 
-import math
 
 from numba import cuda
 
+from .. import rules
 from ..contract import ADAGRAD, ADAM, N_COEFFICIENTS, RMSPROP, RPROP, SGD
 from . import config
+from ._simulator import device_rule
+
+sgd_element = device_rule(rules.sgd_element)
+adagrad_element = device_rule(rules.adagrad_element)
+rmsprop_element = device_rule(rules.rmsprop_element)
+adam_element = device_rule(rules.adam_element)
+rprop_element = device_rule(rules.rprop_element)
+update_element = device_rule(rules.update_element)
 
 __all__ = ["SGD", "ADAGRAD", "RMSPROP", "ADAM", "RPROP", "N_COEFFICIENTS", "sgd_update",
            "adagrad_update", "rmsprop_update", "adam_update", "rprop_update", "optimizer_update"]
-
-
-@cuda.jit(device=True)
-def _sgd(param, grad, momentum_buffer, i, lr, momentum, one_minus_dampening, weight_decay,
-         nesterov, init_buffer):
-    g = grad[i]
-    if weight_decay != 0.0:
-        g = g + weight_decay * param[i]
-    if momentum != 0.0:
-        if init_buffer:
-            b = g
-        else:
-            b = momentum * momentum_buffer[i] + one_minus_dampening * g
-        momentum_buffer[i] = b
-        if nesterov:
-            g = g + momentum * b
-        else:
-            g = b
-    param[i] = param[i] - lr * g
-
-
-@cuda.jit(device=True)
-def _adagrad(param, grad, state_sum, i, clr, weight_decay, eps):
-    g = grad[i]
-    if weight_decay != 0.0:
-        g = g + weight_decay * param[i]
-    s = state_sum[i] + g * g
-    state_sum[i] = s
-    param[i] = param[i] - clr * g / (math.sqrt(s) + eps)
-
-
-@cuda.jit(device=True)
-def _rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, i, lr, alpha, one_minus_alpha, eps,
-             weight_decay, momentum, centered):
-    g = grad[i]
-    if weight_decay != 0.0:
-        g = g + weight_decay * param[i]
-    v = alpha * square_avg[i] + one_minus_alpha * g * g
-    square_avg[i] = v
-    if centered:
-        a = alpha * grad_avg[i] + one_minus_alpha * g
-        grad_avg[i] = a
-        avg = math.sqrt(v - a * a) + eps
-    else:
-        avg = math.sqrt(v) + eps
-    if momentum > 0.0:
-        b = momentum * momentum_buffer[i] + g / avg
-        momentum_buffer[i] = b
-        param[i] = param[i] - lr * b
-    else:
-        param[i] = param[i] - lr * g / avg
-
-
-@cuda.jit(device=True)
-def _adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, beta1, one_minus_beta1, beta2,
-          one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay, param_decay,
-          amsgrad):
-    p = param[i]
-    if param_decay != 1.0:
-        p = param_decay * p
-    g = grad[i]
-    if weight_decay != 0.0:
-        g = g + weight_decay * p
-    m = beta1 * exp_avg[i] + one_minus_beta1 * g
-    exp_avg[i] = m
-    v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g
-    exp_avg_sq[i] = v
-    if amsgrad:
-        w = max_exp_avg_sq[i]  # v = max(w, v), spelled out for numba's built-in CUDA target
-        v = v if v > w else w
-        max_exp_avg_sq[i] = v
-    denom = math.sqrt(v) / bias_correction2_sqrt + eps
-    param[i] = p - step_size * m / denom
-
-
-@cuda.jit(device=True)
-def _rprop(param, grad, prev, step_size, i, eta_minus, eta_plus, step_size_min, step_size_max):
-    g = grad[i]
-    s = g * prev[i]
-    step = step_size[i]
-    flipped = s < 0.0
-    if s > 0.0:
-        step = step * eta_plus
-    elif flipped:
-        step = step * eta_minus
-    elif s != s:
-        step = s
-    if step < step_size_min:
-        step = step_size_min
-    elif step > step_size_max:
-        step = step_size_max
-    step_size[i] = step
-    if flipped:
-        prev[i] = 0.0
-    else:
-        prev[i] = g
-        # param - sign(g)·step, with sign(±0) = ±0 and sign(NaN) = NaN as numpy.sign
-        if g > 0.0:
-            param[i] = param[i] - step
-        elif g < 0.0:
-            param[i] = param[i] + step
-        else:
-            param[i] = param[i] - g * step
 
 
 @cuda.jit(**config.CUDA_JIT)
@@ -150,7 +55,7 @@ def sgd_update_kernel(param, grad, momentum_buffer, lr, momentum, one_minus_damp
     """SGD (torch.optim.SGD) on every element."""
     start, step = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, param.shape[0], step):
-        _sgd(param, grad, momentum_buffer, i, lr, momentum, one_minus_dampening, weight_decay,
+        sgd_element(param, grad, momentum_buffer, i, lr, momentum, one_minus_dampening, weight_decay,
              nesterov, init_buffer)
 
 
@@ -159,7 +64,7 @@ def adagrad_update_kernel(param, grad, state_sum, clr, weight_decay, eps):
     """Adagrad (torch.optim.Adagrad) on every element."""
     start, step = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, param.shape[0], step):
-        _adagrad(param, grad, state_sum, i, clr, weight_decay, eps)
+        adagrad_element(param, grad, state_sum, i, clr, weight_decay, eps)
 
 
 @cuda.jit(**config.CUDA_JIT)
@@ -168,7 +73,7 @@ def rmsprop_update_kernel(param, grad, square_avg, grad_avg, momentum_buffer, lr
     """RMSprop (torch.optim.RMSprop) on every element."""
     start, step = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, param.shape[0], step):
-        _rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, i, lr, alpha, one_minus_alpha,
+        rmsprop_element(param, grad, square_avg, grad_avg, momentum_buffer, i, lr, alpha, one_minus_alpha,
                  eps, weight_decay, momentum, centered)
 
 
@@ -179,7 +84,7 @@ def adam_update_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, 
     """Adam / AdamW (torch.optim.Adam, torch.optim.AdamW) on every element."""
     start, step = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, param.shape[0], step):
-        _adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, beta1, one_minus_beta1, beta2,
+        adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, beta1, one_minus_beta1, beta2,
               one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay, param_decay,
               amsgrad)
 
@@ -190,23 +95,7 @@ def rprop_update_kernel(param, grad, prev, step_size, eta_minus, eta_plus, step_
     """Rprop (torch.optim.Rprop) on every element."""
     start, step = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, param.shape[0], step):
-        _rprop(param, grad, prev, step_size, i, eta_minus, eta_plus, step_size_min, step_size_max)
-
-
-@cuda.jit(device=True)
-def update_element(code, param, grad, s0, s1, s2, i, c, flag, init_buffer):
-    """Element i of one update by the rule ``code``, its scalars read from the device row c."""
-    if code == SGD:
-        _sgd(param, grad, s0, i, c[0], c[1], c[2], c[3], flag, init_buffer)
-    elif code == ADAGRAD:
-        _adagrad(param, grad, s0, i, c[0], c[1], c[2])
-    elif code == RMSPROP:
-        _rmsprop(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], flag)
-    elif code == ADAM:
-        _adam(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-              c[8], flag)
-    else:
-        _rprop(param, grad, s0, s1, i, c[0], c[1], c[2], c[3])
+        rprop_element(param, grad, prev, step_size, i, eta_minus, eta_plus, step_size_min, step_size_max)
 
 
 @cuda.jit(**config.CUDA_JIT)
