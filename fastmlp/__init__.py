@@ -11,6 +11,8 @@ Quick tour::
 
 __version__ = "0.1.0"
 
+# First of all: compiled kernels go to a per-user cache folder, never beside the modules.
+from . import kernel_cache  # noqa: E402, F401
 from . import datasets  # noqa: E402
 from .callbacks import Callback, EarlyStopping  # noqa: E402
 from .cuda_support import get_cuda_matmul, set_cuda_matmul  # noqa: E402

@@ -45,7 +45,8 @@ PLATEAU_PATIENCE = 5      # ... after 5 epochs without improvement
 
 
 class CLIError(Exception):
-    """A usage or input problem, reported as ``error: <message>`` with exit status 2."""
+    """A usage or input problem, reported as ``fastmlp train: error: <message>`` with exit
+    status 2."""
 
 
 # ----------------------------------------------------------------------------- argument types
@@ -146,11 +147,21 @@ def _activation_names():
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors are one line plus a pointer to ``--help``."""
+    """ArgumentParser whose usage errors are one line, in the form of every error of the
+    command (``fastmlp train: error: ...``), ending with a pointer to ``--help``."""
+
+    commands = None  # {name: subparser}, set on the top-level parser
 
     def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n"
-                              f"run '{self.prog} --help' to see the options\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def parse_args(self, args=None, namespace=None):
+        # unknown arguments after a command are that command's error ("fastmlp train: error:")
+        args, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = (self.commands or {}).get(getattr(args, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(extras)}")
+        return args
 
 
 def build_parser(train_handler):
@@ -187,7 +198,8 @@ def build_parser(train_handler):
             "                         and accuracy is then counted per output\n"
             "  mse                    real values (regression; no accuracy is reported)\n"
             "\n"
-            "exit status: 0 on success, 2 on a usage or input error.\n"
+            "exit status: 0 on success, 2 on a usage or input error (reported on stderr as\n"
+            "one line 'fastmlp train: error: ...').\n"
             "\n"
             "examples:\n"
             "  fastmlp train\n"
@@ -324,4 +336,5 @@ def build_parser(train_handler):
         help="with --distributed, end the job with an error when the ranks have not met for "
              "SECONDS (a failed or stalled rank) (default: 300)")
     train.set_defaults(handler=train_handler)
+    parser.commands = {"train": train}
     return parser
