@@ -1,17 +1,12 @@
 """How the ``fastmlp`` command talks to the terminal: one style for its messages on stderr
-(``fastmlp train: error: ...``, ``fastmlp train: note: ...``), a standard output that survives
-a reader that stops reading (``fastmlp train | head``), and the notice printed before the
-kernels are compiled for the first time.
+(``fastmlp train: error: ...``, ``fastmlp train: note: ...``) and a standard output that survives
+a reader that stops reading (``fastmlp train | head``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-
-COMPILE_NOTICE = ("compiling the kernels for first use (about 30 s; they are cached for later "
-                  "runs)...")
-
 
 def message(prog, kind, text):
     """``<prog>: <kind>: <text>``, the one form of every line the command writes to stderr."""

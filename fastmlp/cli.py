@@ -43,7 +43,7 @@ from ._cli_arguments import (BUILTIN_DATASETS, DEFAULT_ACTIVATION, DEFAULT_BATCH
                              PLATEAU_FACTOR, PLATEAU_PATIENCE, SCHEDULES, SMALL_NETWORK_MACS,
                              STEP_FRACTION, STEP_GAMMA, CLIError)
 from ._cli_arguments import build_parser as _build_parser
-from ._cli_console import COMPILE_NOTICE, QuietPipe
+from ._cli_console import QuietPipe
 from ._cli_console import say as _say
 from ._cli_data import (Data, Splits, load_dataset, load_npz_dataset, prepare_splits,
                         prepare_targets, read_csv, validation_fraction)
@@ -203,9 +203,9 @@ def _train(args, started, comm, root):
         from .mpi import default_threads
         threads = default_threads(comm.comm)
     if not args.quiet and model.device == "cpu":
-        from .kernel_cache import is_cold
-        if is_cold():
-            _say(PROG, "note", COMPILE_NOTICE)
+        from . import kernel_cache
+        if kernel_cache.is_cold():  # before the progress bar, so the two do not mix
+            kernel_cache.compile_notice(PROG, always=True)
     with contextlib.nullcontext() if threads is None else fm.num_threads(threads):
         fit_seconds = _fit(trainer, splits)
         metrics = final_metrics(trainer, splits, fit_seconds)

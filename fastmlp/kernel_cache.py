@@ -22,6 +22,10 @@ that cannot be read (a truncated or foreign file) is compiled again instead. Fol
 of kernel sources not used for :data:`PRUNE_AFTER_DAYS` days are removed when a new one is made.
 Deleting the whole :func:`cache_root` at any time is safe: the kernels are compiled again.
 
+The first time a process compiles one of fastmlp's kernels (a cold cache), a one-line notice goes
+to stderr when stderr is a terminal (:func:`compile_notice`); ``fastmlp train`` prints it
+before training whenever :func:`is_cold` says the training kernel is not cached yet.
+
 Only fastmlp's own modules are redirected; other Numba functions in the process keep Numba's
 usual cache locations. A ``NUMBA_CACHE_LOCATOR_CLASSES`` setting (Numba's override of the cache
 locators) is respected as it is.
@@ -39,10 +43,15 @@ from pathlib import Path
 
 from numba.core import caching as _caching
 from numba.core import config as _numba_config
+from numba.core import event as _event
 
 from . import __version__
 
-__all__ = ["cache_root", "cache_folder", "is_cold", "source_fingerprint", "PRUNE_AFTER_DAYS"]
+__all__ = ["cache_root", "cache_folder", "is_cold", "source_fingerprint", "compile_notice",
+           "COMPILE_NOTICE", "PRUNE_AFTER_DAYS"]
+
+COMPILE_NOTICE = ("compiling the kernels for first use (about 30 s; they are cached for later "
+                  "runs)...")
 
 PRUNE_AFTER_DAYS = 30
 """A folder of kernels compiled from sources that no process has loaded for this many days is
@@ -283,9 +292,59 @@ def _guarded_save(original):
     return save_overload
 
 
+_notice_given = False
+
+
+def compile_notice(prog="fastmlp", stream=None, always=False):
+    """Print ``<prog>: note: compiling the kernels for first use ...`` to ``stream`` (stderr)
+    once per process: when ``always`` or the stream is a terminal. Returns True when printed.
+    Once printed (or once ``always`` was asked for), later calls print nothing."""
+    global _notice_given
+    if _notice_given:
+        return False
+    stream = sys.stderr if stream is None else stream
+    try:
+        terminal = bool(stream.isatty())
+    except (AttributeError, ValueError):
+        terminal = False
+    if not (always or terminal):
+        return False
+    _notice_given = True
+    line = f"{prog}: note: {COMPILE_NOTICE}"
+    try:
+        if terminal:  # start at the left edge, over a progress bar already drawn there
+            stream.write(f"\r{line}\033[K\n")
+        else:
+            stream.write(line + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+    return True
+
+
+class _CompileListener(_event.Listener):
+    """Numba event listener: the first compilation of a fastmlp kernel shows the notice."""
+
+    def on_start(self, event):
+        if _notice_given:
+            return
+        dispatcher = (event.data or {}).get("dispatcher")
+        code = getattr(getattr(dispatcher, "py_func", None), "__code__", None)
+        if code is not None and _belongs_to_fastmlp(code.co_filename):
+            compile_notice()
+
+    def on_end(self, event):
+        pass
+
+
+_listener = None
+
+
 def install():
-    """Put :class:`_Locator` first among the cache locators Numba tries, and make reading or
-    writing an entry of fastmlp's kernels that fails fall back to compiling (idempotent)."""
+    """Put :class:`_Locator` first among the cache locators Numba tries, make reading or
+    writing an entry of fastmlp's kernels that fails fall back to compiling, and listen for the
+    first compilation of a kernel (idempotent)."""
+    global _listener
     classes = [c for c in _caching.CacheImpl._locator_classes
                if getattr(c, "__qualname__", "") != _Locator.__qualname__
                or getattr(c, "__module__", "") != __name__]
@@ -295,6 +354,9 @@ def install():
         cache.load_overload = _guarded_load(cache.load_overload)
     if not getattr(cache.save_overload, "_fastmlp_guard", False):
         cache.save_overload = _guarded_save(cache.save_overload)
+    if _listener is None:
+        _listener = _CompileListener()
+        _event.register("numba:compile", _listener)
 
 
 install()

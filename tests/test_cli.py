@@ -549,9 +549,12 @@ def test_the_first_run_says_it_compiles(tmp_path, capsys, monkeypatch):
     from fastmlp import kernel_cache
     notice = "fastmlp train: note: compiling the kernels for first use"
     monkeypatch.setattr(kernel_cache, "is_cold", lambda: True)
+    monkeypatch.setattr(kernel_cache, "_notice_given", False)
     code, out, err = run(["train", *FAST[:-1], "--no-progress", "--output", tmp_path / "a"],
                          capsys)
     assert code == 0 and notice in err and notice not in out
+    assert err.count("compiling") == 1
+    monkeypatch.setattr(kernel_cache, "_notice_given", False)
     code, _, err = run(["train", *FAST, "--output", tmp_path / "b"], capsys)  # --quiet
     assert code == 0 and err == ""
     monkeypatch.setattr(kernel_cache, "is_cold", lambda: False)

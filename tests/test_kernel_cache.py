@@ -158,3 +158,52 @@ def test_folders_of_old_sources_are_pruned(tmp_path, monkeypatch):
     assert folder.is_dir() and (folder / kernel_cache._STAMP).is_file()
     assert not old.exists()
     assert recent.is_dir() and foreign.is_dir()  # in use lately / not made by fastmlp
+
+
+# ----------------------------------------------------------------------------- the notice
+
+class _Terminal:
+    def __init__(self, terminal):
+        self.terminal, self.text = terminal, ""
+
+    def isatty(self):
+        return self.terminal
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_compile_notice_once_and_only_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(kernel_cache, "_notice_given", False)
+    log = _Terminal(False)
+    assert not kernel_cache.compile_notice(stream=log) and log.text == ""  # a log file: quiet
+    terminal = _Terminal(True)
+    assert kernel_cache.compile_notice(stream=terminal)
+    assert terminal.text.strip("\r\n\x1b[K") == f"fastmlp: note: {kernel_cache.COMPILE_NOTICE}"
+    assert not kernel_cache.compile_notice(stream=terminal)  # once per process
+    monkeypatch.setattr(kernel_cache, "_notice_given", False)
+    assert kernel_cache.compile_notice("fastmlp train", stream=log, always=True)
+    assert log.text == f"fastmlp train: note: {kernel_cache.COMPILE_NOTICE}\n"
+
+
+def test_the_first_compilation_of_a_kernel_shows_the_notice(monkeypatch):
+    """What a library user sees on a cold cache: Numba's compile event for a fastmlp kernel
+    (not for other code) prints the notice on a terminal."""
+    from numba import njit
+    from numba.core import event
+
+    import fastmlp.kernels.cpu.activations as activations
+    kernel = next(obj for obj in vars(activations).values() if hasattr(obj, "py_func"))
+    user = njit(lambda x: x + 1)
+    terminal = _Terminal(True)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(kernel_cache, "_notice_given", False)
+    with event.trigger_event("numba:compile", data={"dispatcher": user}):
+        pass
+    assert terminal.text == ""
+    with event.trigger_event("numba:compile", data={"dispatcher": kernel}):
+        pass
+    assert kernel_cache.COMPILE_NOTICE in terminal.text
