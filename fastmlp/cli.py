@@ -24,8 +24,8 @@ The command's parts live in private modules: :mod:`fastmlp._cli_arguments` (the 
 defaults and :class:`CLIError`), :mod:`fastmlp._cli_data` (loading and splitting the data),
 :mod:`fastmlp._cli_training` (model, optimizer, schedule and threads from the arguments),
 :mod:`fastmlp._cli_outputs` (the files written and the lines printed) and
-:mod:`fastmlp._cli_console` (the form of its messages, standard output into a pipe). This module runs the
-``train`` command; their public names can also be imported from here.
+:mod:`fastmlp._cli_console` (the form of its messages, standard output into a pipe). This module
+runs the ``train`` command; their public names can also be imported from here.
 """
 
 from __future__ import annotations

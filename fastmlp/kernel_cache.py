@@ -323,14 +323,14 @@ def compile_notice(prog="fastmlp", stream=None, always=False):
 
 
 class _CompileListener(_event.Listener):
-    """Numba event listener: the first compilation of a fastmlp kernel shows the notice."""
+    """Numba event listener: the first compilation of a fastmlp kernel that is cached on disk
+    (the CPU kernels) shows the notice."""
 
     def on_start(self, event):
         if _notice_given:
             return
         dispatcher = (event.data or {}).get("dispatcher")
-        code = getattr(getattr(dispatcher, "py_func", None), "__code__", None)
-        if code is not None and _belongs_to_fastmlp(code.co_filename):
+        if _ours(getattr(dispatcher, "_cache", None)):  # a kernel cached in fastmlp's folder
             compile_notice()
 
     def on_end(self, event):
@@ -345,10 +345,11 @@ def install():
     writing an entry of fastmlp's kernels that fails fall back to compiling, and listen for the
     first compilation of a kernel (idempotent)."""
     global _listener
-    classes = [c for c in _caching.CacheImpl._locator_classes
+    impl = getattr(_caching, "CacheImpl", None) or _caching._CacheImpl  # the older name
+    classes = [c for c in impl._locator_classes
                if getattr(c, "__qualname__", "") != _Locator.__qualname__
                or getattr(c, "__module__", "") != __name__]
-    _caching.CacheImpl._locator_classes = [_Locator, *classes]
+    impl._locator_classes = [_Locator, *classes]
     cache = _caching.Cache
     if not getattr(cache.load_overload, "_fastmlp_guard", False):
         cache.load_overload = _guarded_load(cache.load_overload)

@@ -100,8 +100,9 @@ def test_regular_then_editable_then_regular_install(venv, tmp_path):
     package = site_packages / "fastmlp"
     compiled = [p for p in package.rglob("*") if p.suffix in (".nbi", ".nbc")]
     assert compiled == [], compiled[:5]
+    recorded = _recorded(site_packages)
     unrecorded = [p for p in package.rglob("*")
-                  if p.is_file() and p.suffix != ".pyc" and p.resolve() not in _recorded(site_packages)]
+                  if p.is_file() and p.suffix != ".pyc" and p.resolve() not in recorded]
     assert unrecorded == [], unrecorded[:5]  # nothing an uninstall would leave behind
     if sys.platform.startswith("linux"):  # $XDG_CACHE_HOME/fastmlp/numba
         user_cache = tmp_path / "user-cache" / "fastmlp" / "numba"
