@@ -462,7 +462,7 @@ def test_usage_errors_have_the_same_one_line_form(capsys):
     assert code == 2 and err.startswith("fastmlp: error: ") and err.count("\n") == 1, err
 
 
-def test_a_failed_run_removes_only_the_folders_it_made(tmp_path, capsys):
+def test_a_failed_run_removes_only_the_folders_it_made(tmp_path, capsys, monkeypatch):
     # nested folders that did not exist: all removed again
     nested = tmp_path / "runs" / "a" / "b"
     code, _, _ = run(["train", "--dataset", tmp_path / "none.npz", *FAST, "--output", nested],
@@ -482,12 +482,8 @@ def test_a_failed_run_removes_only_the_folders_it_made(tmp_path, capsys):
     def interrupted(self, *args, **kwargs):
         raise KeyboardInterrupt
     folder = tmp_path / "interrupted"
-    original = trainer_module.Trainer.fit
-    trainer_module.Trainer.fit = interrupted
-    try:
-        code, _, err = run(["train", *FAST, "--output", folder], capsys)
-    finally:
-        trainer_module.Trainer.fit = original
+    monkeypatch.setattr(trainer_module.Trainer, "fit", interrupted)
+    code, _, err = run(["train", *FAST, "--output", folder], capsys)
     assert code == 130 and err.strip() == "fastmlp train: interrupted"
     assert not folder.exists()
 
