@@ -11,7 +11,11 @@ Quick tour::
 
 __version__ = "0.1.0"
 
-from . import datasets  # noqa: E402
+# First of all: compiled kernels go to a per-user cache folder, never beside the modules.
+from . import (
+    datasets,  # noqa: E402
+    kernel_cache,  # noqa: E402, F401
+)
 from .callbacks import Callback, EarlyStopping  # noqa: E402
 from .engines.cuda_support import CudaUnavailableError, get_cuda_matmul, set_cuda_matmul  # noqa: E402
 from .ensemble import Bagging  # noqa: E402

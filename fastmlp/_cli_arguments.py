@@ -45,7 +45,8 @@ PLATEAU_PATIENCE = 5      # ... after 5 epochs without improvement
 
 
 class CLIError(Exception):
-    """A usage or input problem, reported as ``error: <message>`` with exit status 2."""
+    """A usage or input problem, reported as ``fastmlp train: error: <message>`` with exit
+    status 2."""
 
 
 # ----------------------------------------------------------------------------- argument types
@@ -146,11 +147,21 @@ def _activation_names():
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors are one line plus a pointer to ``--help``."""
+    """ArgumentParser whose usage errors are one line, in the form of every error of the
+    command (``fastmlp train: error: ...``), ending with a pointer to ``--help``."""
+
+    commands = None  # {name: subparser}, set on the top-level parser
 
     def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n"
-                              f"run '{self.prog} --help' to see the options\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def parse_args(self, args=None, namespace=None):
+        # unknown arguments after a command are that command's error ("fastmlp train: error:")
+        args, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = (self.commands or {}).get(getattr(args, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(extras)}")
+        return args
 
 
 def build_parser(train_handler, export_handler=None):
@@ -188,7 +199,8 @@ def build_parser(train_handler, export_handler=None):
             "                         and accuracy is then counted per output\n"
             "  mse                    real values (regression; no accuracy is reported)\n"
             "\n"
-            "exit status: 0 on success, 2 on a usage or input error.\n"
+            "exit status: 0 on success, 2 on a usage or input error (reported on stderr as\n"
+            "one line 'fastmlp train: error: ...').\n"
             "\n"
             "examples:\n"
             "  fastmlp train\n"
@@ -325,8 +337,9 @@ def build_parser(train_handler, export_handler=None):
         help="with --distributed, end the job with an error when the ranks have not met for "
              "SECONDS (a failed or stalled rank) (default: 300)")
     train.set_defaults(handler=train_handler)
+    parser.commands = {"train": train}
     if export_handler is not None:
-        _add_export_parser(commands, export_handler)
+        parser.commands["export"] = _add_export_parser(commands, export_handler)
     return parser
 
 
@@ -356,3 +369,4 @@ def _add_export_parser(commands, handler):
              f"knows (default: {DEFAULT_OPSET})")
     export.add_argument("--quiet", action="store_true", help="print nothing but errors")
     export.set_defaults(handler=handler)
+    return export

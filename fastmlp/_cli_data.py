@@ -75,10 +75,38 @@ def _check_xy(X, y, what, x_name="X", y_name="y"):
     return X, y
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (an empty one has only its end record)
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _check_npz_signature(path, what):
+    """CLIError unless ``path`` starts like a zip archive, the container of every .npz file."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise CLIError(f"cannot read {what}: {exc.strerror or exc}") from None
+    if head.startswith(_ZIP_MAGIC):
+        return
+    if head.startswith(_NPY_MAGIC):
+        raise CLIError(f"{what} is a single .npy array, not an .npz archive of named arrays "
+                       f"(save X and y with numpy.savez)")
+    if not head:
+        kind = "it is empty"
+    elif all(byte in b"\t\n\r" or 32 <= byte < 127 for byte in head):
+        kind = "it looks like a text file"
+    else:
+        kind = "it is some other binary file"
+    raise CLIError(f"{what} is not an .npz archive ({kind}); an .npz file is the zip archive "
+                   f"numpy.savez writes, e.g. numpy.savez(path, X=X, y=y); a text table needs a "
+                   f".csv name and --target")
+
+
 def load_npz_dataset(path, test_size, seed):
     """A user .npz: arrays X and y (split here), or X_train, y_train, X_test, y_test."""
     import zipfile
     what = str(path)
+    _check_npz_signature(path, what)
     try:
         with np.load(path, allow_pickle=False) as npz:
             files = set(npz.files)
@@ -121,6 +149,23 @@ def _looks_numeric(text):
     return True
 
 
+_OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+
+
+def _check_separator(header, what):
+    """CLIError with a hint when the header is one field holding another common separator."""
+    if len(header) != 1:
+        return
+    for separator, name in _OTHER_SEPARATORS.items():
+        if separator in header[0]:
+            shown = header[0] if len(header[0]) <= 60 else header[0][:57] + "..."
+            raise CLIError(
+                f"{what} has a single column {shown!r}: its header looks separated by {name} "
+                f"({separator!r}), but fastmlp reads comma-separated files; convert it first, "
+                f"e.g. with pandas: pandas.read_csv(path, sep={separator!r}).to_csv(new_path, "
+                f"index=False) (with decimal commas, also pass decimal=',')")
+
+
 def read_csv(path, target):
     """(X, y, feature names) from a .csv with a header row; every column must be numeric."""
     what = str(path)
@@ -131,6 +176,7 @@ def read_csv(path, target):
             if header is None:
                 raise CLIError(f"{what} is empty")
             header = [name.strip() for name in header]
+            _check_separator(header, what)
             rows, lines = [], []
             for row in reader:
                 if not row:

@@ -23,8 +23,29 @@ PLOT_HINT = 'pip install "fastmlp[plot]"'
 
 # ----------------------------------------------------------------------------- output files
 
+def missing_folders(folder):
+    """The folders of the path ``folder`` that do not exist yet, deepest first: what
+    :func:`prepare_output` creates, and so what :func:`remove_empty_folders` may take away."""
+    missing = []
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def remove_empty_folders(folders):
+    """Remove each of ``folders`` (deepest first) that is still empty; never touches a file."""
+    for path in folders:
+        try:
+            path.rmdir()  # fails, leaving it alone, unless the folder is empty
+        except OSError:
+            return
+
+
 def prepare_output(folder):
-    """The ``--output`` folder as a Path, created if needed."""
+    """The ``--output`` folder as a Path, created if needed (a failed run removes it again while
+    it is empty: see :func:`missing_folders`)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise CLIError(f"--output {str(folder)!r} exists and is not a folder")
@@ -160,16 +181,38 @@ def _percent(value):
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
+def stop_line(metrics):
+    """How training ended when it ended before the last epoch, else None."""
+    reason, epochs = metrics.get("stop_reason"), metrics["epochs_run"]
+    if reason == "early stopping":
+        best = metrics.get("best_epoch")
+        kept = f"; kept the weights of epoch {best}, the best validation loss" if best else ""
+        return f"stopped early at epoch {epochs}{kept}"
+    if reason == "non-finite loss":
+        return f"stopped after epoch {epochs}: the loss became NaN or infinite"
+    if reason is not None:
+        return f"stopped at epoch {epochs} ({reason})"
+    return None
+
+
 def print_table(metrics, out):
-    """The final results table."""
+    """The final results table: loss (and accuracy) on the training, validation (when there is
+    one) and test samples, how training ended when it stopped early, speed and wall time."""
     has_accuracy = metrics.get("test_accuracy") is not None
-    header = f"  {'':<8}{'loss':>12}" + (f"{'accuracy':>12}" if has_accuracy else "")
+    header = f"  {'':<12}{'loss':>12}" + (f"{'accuracy':>12}" if has_accuracy else "")
     print(header, file=out)
-    for part in ("train", "test"):
-        line = f"  {part:<8}{metrics[f'{part}_loss']:>12.4f}"
+    for part, label in (("train", "train"), ("val", "validation"), ("test", "test")):
+        if f"{part}_loss" not in metrics:
+            continue
+        line = f"  {label:<12}{metrics[f'{part}_loss']:>12.4f}"
         if has_accuracy:
             line += f"{_percent(metrics.get(f'{part}_accuracy')):>12}"
         print(line, file=out)
-    print(f"  training: {metrics['epochs_run']} epochs in {metrics['train_time_s']:.2f} s, "
-          f"{metrics['samples_per_second']:,.0f} samples/s", file=out)
+    stopped = stop_line(metrics)
+    if stopped is not None:
+        print(f"  {stopped}", file=out)
+    speed = metrics.get("samples_per_second")
+    speed = f", {speed:,.0f} samples/s" if speed is not None else ""
+    print(f"  training: {metrics['epochs_run']} epochs in {metrics['train_time_s']:.2f} s{speed}",
+          file=out)
     print(f"  wall time: {metrics['wall_time_s']:.2f} s", file=out)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import math
 
+from ._repr import ConstructorRepr
 from ._validation import check_int, check_real
 
 
-class Callback:
+class Callback(ConstructorRepr):
     """Subclass and override what you need.
 
     ``on_train_begin(trainer)`` runs when ``fit`` starts; ``on_epoch_end(epoch, metrics)`` after each
     epoch (``epoch`` counts completed epochs from 1; ``metrics`` holds loss, accuracy, val_loss, …)
     and may return True to request that training stop; ``on_train_end(trainer)`` when fit returns.
+
+    A callback prints as ``ClassName(argument=value, ...)``: the arguments of its ``__init__``
+    whose values are stored in attributes of the same names.
     """
 
     def on_train_begin(self, trainer):

@@ -18,14 +18,17 @@ A run writes three files into ``--output`` (default ``./fastmlp-run``):
 - ``curves.png``: loss and accuracy against the epoch (needs matplotlib).
 
 :func:`main` returns the exit status: 0 on success, 2 for a usage or input error (reported on
-stderr as ``error: ...``, without a traceback), 130 when interrupted.
+stderr as one line ``fastmlp train: error: ...``, without a traceback), 130 when interrupted. A
+failed run leaves no output folder behind that it created; when standard output is a pipe whose
+reader stops early (``fastmlp train | head``), the run carries on quietly and writes its files.
 
 The command's parts live in private modules: :mod:`fastmlp._cli_arguments` (the parser, option
 defaults and :class:`CLIError`), :mod:`fastmlp._cli_data` (loading and splitting the data),
-:mod:`fastmlp._cli_training` (model, optimizer, schedule and threads from the arguments) and
-:mod:`fastmlp._cli_outputs` (the files written and the lines printed), :mod:`fastmlp._cli_export`
-(the ``export`` command). This module runs the ``train`` command; their public names can also be
-imported from here.
+:mod:`fastmlp._cli_training` (model, optimizer, schedule and threads from the arguments),
+:mod:`fastmlp._cli_outputs` (the files written and the lines printed),
+:mod:`fastmlp._cli_console` (the form of its messages, standard output into a pipe) and
+:mod:`fastmlp._cli_export` (the ``export`` command). This module
+runs the ``train`` command; their public names can also be imported from here.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ from ._cli_arguments import (
     CLIError,
 )
 from ._cli_arguments import build_parser as _build_parser
+from ._cli_console import QuietPipe
+from ._cli_console import say as _say
 from ._cli_data import (
     Data,
     Splits,
@@ -83,8 +88,10 @@ from ._cli_outputs import (
     architecture,
     describe_run,
     history_document,
+    missing_folders,
     prepare_output,
     print_table,
+    remove_empty_folders,
     write_curves,
     write_json_atomic,
 )
@@ -96,7 +103,7 @@ from ._cli_training import (
     max_threads,
 )
 from .engines.cuda_support import CudaUnavailableError
-from .mpi import DistributedError
+from .parallel.mpi import DistributedError
 
 __all__ = [
     "main", "build_parser", "run_train", "run_export", "final_metrics", "CLIError",
@@ -113,6 +120,9 @@ __all__ = [
 ]
 
 
+PROG = "fastmlp train"
+
+
 def _fit(trainer, splits):
     """Train; returns the seconds taken. Non-finite-loss warnings become one stderr line."""
     from .trainer import NonFiniteLossWarning
@@ -124,7 +134,7 @@ def _fit(trainer, splits):
     seconds = time.perf_counter() - began
     for warning in caught:
         if issubclass(warning.category, NonFiniteLossWarning):
-            print(f"warning: {warning.message}", file=sys.stderr)
+            _say(PROG, "warning", warning.message)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename,
                                  warning.lineno)
@@ -162,7 +172,7 @@ def _communicator(args):
         return None
     if args.device != "cpu":
         raise CLIError("--distributed trains on the CPU; drop --device cuda")
-    from .mpi import Communicator
+    from .parallel.mpi import Communicator
     return Communicator(timeout=args.mpi_timeout)
 
 
@@ -180,7 +190,7 @@ def _set_up(args, comm, root):
     run.folder = prepare_output(args.output) if root else None
     run.data = data = load_dataset(args)
     for note in data.notes if root else ():
-        print(f"note: {note}", file=sys.stderr)
+        _say(PROG, "note", note)
     prepare_targets(data, args.loss)
     run.splits = splits = prepare_splits(args, data, run.validation)
     run.model = model = build_model(args, splits.X_train.shape[1], data.n_outputs)
@@ -196,20 +206,30 @@ def _set_up(args, comm, root):
     if comm is None:
         run.trainer = fm.Trainer(model, **options)
     else:
-        from .mpi import DistributedTrainer
+        from .parallel.mpi import DistributedTrainer
         run.trainer = DistributedTrainer(
             model, comm=comm, batchnorm="sync" if args.sync_batchnorm else "local", **options)
     return run
 
 
 def run_train(args, started):
-    """Carry out ``fastmlp train``; returns the exit status."""
+    """Carry out ``fastmlp train``; returns the exit status. When it fails, the output folders
+    it created are removed again if they are still empty."""
+    comm = _communicator(args)
+    root = comm is None or comm.rank == 0
+    created = missing_folders(args.output) if root else []
+    try:
+        return _train(args, started, comm, root)
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+
+
+def _train(args, started, comm, root):
     import contextlib
 
     import fastmlp as fm
 
-    comm = _communicator(args)
-    root = comm is None or comm.rank == 0
     if not root:
         args.quiet = True  # rank 0 alone prints and writes files
     out = sys.stdout
@@ -230,8 +250,12 @@ def run_train(args, started):
 
     threads = choose_threads(args.threads, model, args.batch_size)
     if comm is not None and args.threads == "auto":
-        from .mpi import default_threads
+        from .parallel.mpi import default_threads
         threads = default_threads(comm.comm)
+    if not args.quiet and model.device == "cpu":
+        from . import kernel_cache
+        if kernel_cache.is_cold():  # before the progress bar, so the two do not mix
+            kernel_cache.compile_notice(PROG, always=True)
     with contextlib.nullcontext() if threads is None else fm.num_threads(threads):
         fit_seconds = _fit(trainer, splits)
         metrics = final_metrics(trainer, splits, fit_seconds)
@@ -244,8 +268,8 @@ def run_train(args, started):
                            f"{data.name}: {architecture(model)} {model.loss}",
                            best_epoch=early.best_epoch if early is not None else None)
     if not plotted:
-        print(f"note: matplotlib is not installed, so {CURVES_FILE} was not written; "
-              f"{PLOT_HINT} adds it", file=sys.stderr)
+        _say(PROG, "note", f"matplotlib is not installed, so {CURVES_FILE} was not written; "
+                           f"{PLOT_HINT} adds it")
     metrics["wall_time_s"] = time.perf_counter() - started
     metrics["threads"] = threads if threads is not None else max_threads()
     metrics["ranks"] = 1 if comm is None else comm.size
@@ -268,15 +292,25 @@ def main(argv=None):
     """Entry point of the ``fastmlp`` command; returns the exit status (0 ok, 2 error)."""
     started = time.perf_counter()
     argv = list(sys.argv[1:] if argv is None else argv)
+    stdout = sys.stdout
+    sys.stdout = QuietPipe(stdout)  # a reader that stops early (| head) ends nothing
+    try:
+        return _main(argv, started)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv, started):
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
-        parser.print_help(sys.stderr)
+        _say("fastmlp", "error", "a command is needed: fastmlp train ... (see 'fastmlp --help')")
         return EXIT_USAGE
     args._argv = argv
+    prog = f"fastmlp {args.command}"
     try:
         return args.handler(args, started)
     except (CLIError, ValueError, TypeError, OSError, ImportError, CudaUnavailableError,
@@ -284,10 +318,10 @@ def main(argv=None):
         message = str(exc) or type(exc).__name__
         if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
             message = f"{exc.strerror}: {exc.filename}"
-        print(f"error: {message}", file=sys.stderr)
+        _say(prog, "error", message)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._repr import ConstructorRepr
 from ._validation import check_features, check_int
 from .losses import prepare_targets
 from .model import MLP
@@ -22,7 +23,7 @@ def _train_member(config, optimizer_class, optimizer_config, schedule, trainer_o
     return model, history
 
 
-class Bagging:
+class Bagging(ConstructorRepr):
     """An ensemble of ``n_estimators`` copies of an architecture.
 
     Member i is built from ``model``'s configuration with seed ``seed + i`` (its own
@@ -76,6 +77,9 @@ class Bagging:
         self.seed = check_int(seed, "seed", minimum=0)
         self.members = []
         self.histories = []
+
+    def _repr_arguments(self):
+        return dict(model=self.template, **self.trainer_options)
 
     def _member_rows(self, n, i):
         if not self.bootstrap:

@@ -3,11 +3,18 @@
 For every parameter entry θ_k the numerical derivative is (L(θ + ε e_k) - L(θ - ε e_k)) / 2ε, with
 L the model's mean loss + penalty on (X, y). The check runs on a float64 copy of the model (the
 model itself is untouched), in training mode with the dropout mask of the model's current step
-held fixed. An entry passes when |analytic - numeric| ≤ atol + rtol · max(|analytic|, |numeric|).
+held fixed. An entry passes when |analytic - numeric| ≤ atol + rtol · max(|analytic|, |numeric|)
+(a NaN on either side fails); the check passes when every entry does. Relative errors are reported
+only for gradients of magnitude at least atol / rtol, where the relative part of the tolerance is
+the one that matters: below that, and in particular for gradients that are zero (a bias before
+batch normalization, the weights of a constant input feature), the relative error of two values
+near zero is rounding noise, and those entries are judged by their absolute error alone
+(:class:`GradcheckReport`).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -26,19 +33,61 @@ class GradcheckError(ValueError):
 
 @dataclass
 class GradcheckReport:
-    """Per-parameter errors: ``errors[key] = {"max_abs_error", "max_rel_error", "checked"}``."""
+    """The outcome of :func:`gradcheck`.
+
+    ``errors[key]`` holds, for parameter ``key``: ``checked`` (entries compared), ``small``
+    (entries whose gradient is below ``atol / rtol`` in magnitude, see below), ``failed``
+    (entries beyond the tolerance), ``max_abs_error``, ``max_rel_error`` (over the entries that
+    are not small; 0.0 when all are) and ``worst_ratio`` (the largest error divided by its
+    entry's tolerance ``atol + rtol · max(|analytic|, |numeric|)``: the check passes when it is at
+    most 1). ``passed`` is True when no entry of any parameter failed; the report-level
+    ``max_abs_error`` / ``max_rel_error`` are the largest over the parameters.
+
+    Small gradients: where ``max(|analytic|, |numeric|) < atol / rtol`` the absolute part of the
+    tolerance dominates, and a relative error mostly measures the rounding noise of the central
+    differences (about 1e-10 in float64 for eps 1e-6) against a value near zero: a gradient that
+    is exactly zero gives a relative error of 1 for any noise at all. Such entries are judged by
+    their absolute error (as every entry is, through the tolerance) and left out of
+    ``max_rel_error``.
+    """
     errors: dict = field(default_factory=dict)
     passed: bool = True
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
+    atol: float = 1e-8
+    rtol: float = 1e-5
+
+    @property
+    def small_threshold(self):
+        """``atol / rtol``: gradients below this magnitude are judged by their absolute error."""
+        return self.atol / self.rtol if self.rtol > 0 else math.inf
 
     def __str__(self):
-        lines = [f"{'param':<12} {'checked':>8} {'max abs err':>12} {'max rel err':>12}"]
+        lines = [f"{'param':<12} {'checked':>8} {'small':>8} {'failed':>8} {'max abs err':>12} "
+                 f"{'max rel err':>12} {'err/tol':>9}"]
         for key, e in self.errors.items():
-            lines.append(f"{key:<12} {e['checked']:>8} {e['max_abs_error']:>12.3e} "
-                         f"{e['max_rel_error']:>12.3e}")
-        lines.append("passed" if self.passed else "FAILED")
+            relative = "-" if e["small"] == e["checked"] else f"{e['max_rel_error']:.3e}"
+            lines.append(f"{key:<12} {e['checked']:>8} {e['small']:>8} {e['failed']:>8} "
+                         f"{e['max_abs_error']:>12.3e} {relative:>12} {e['worst_ratio']:>9.3g}")
+        rule = f"|analytic - numeric| <= atol + rtol * |gradient| (atol {self.atol:g}, " \
+               f"rtol {self.rtol:g})"
+        threshold = self.small_threshold
+        if any(e["small"] for e in self.errors.values()):
+            lines.append(f"small: |gradient| < atol/rtol = {threshold:.3g}, judged by the "
+                         f"absolute error and left out of max rel err")
+        if self.passed:
+            lines.append(f"passed: every entry has {rule}")
+        else:
+            failed = ", ".join(f"{key} ({e['failed']} of {e['checked']})"
+                               for key, e in self.errors.items() if e["failed"])
+            lines.append(f"FAILED: entries beyond {rule} in {failed}")
         return "\n".join(lines)
+
+
+def _largest(values):
+    """The largest value as a float (NaN when any value is NaN; 0.0 for none)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.max()) if values.size else 0.0
 
 
 def gradcheck(model, X, y, eps=1e-6, rtol=1e-5, atol=1e-8, l1=0.0, l2=0.0, training=True,
@@ -88,33 +137,43 @@ def gradcheck(model, X, y, eps=1e-6, rtol=1e-5, atol=1e-8, l1=0.0, l2=0.0, train
     _, grads = probe.loss_and_grad(X, y, training=training, l1=l1, l2=l2, dropout_step=step)
     probe.buffers.update(saved_buffers)
     rng = np.random.default_rng(seed)
-    report = GradcheckReport()
+    report = GradcheckReport(atol=atol, rtol=rtol)
+    threshold = report.small_threshold
     for key, value in probe.params.items():
         flat = value.reshape(-1)
-        analytic = grads[key].reshape(-1)
         entries = np.arange(flat.size)
         if max_entries is not None and flat.size > max_entries:
             entries = np.sort(rng.choice(flat.size, size=max_entries, replace=False))
-        abs_err = rel_err = 0.0
-        ok = True
-        for k in entries:
+        analytic = grads[key].reshape(-1)[entries].astype(np.float64)
+        numeric = np.empty(entries.size)
+        for i, k in enumerate(entries):
             old = flat[k]
             flat[k] = old + eps
             up = loss()
             flat[k] = old - eps
             down = loss()
             flat[k] = old
-            numeric = (up - down) / (2 * eps)
-            diff = abs(analytic[k] - numeric)
-            scale = max(abs(analytic[k]), abs(numeric))
-            abs_err = max(abs_err, diff)
-            rel_err = max(rel_err, diff / scale if scale > 0 else 0.0)
-            ok = ok and diff <= atol + rtol * scale
-        report.errors[key] = {"max_abs_error": float(abs_err), "max_rel_error": float(rel_err),
-                              "checked": int(entries.size)}
-        report.max_abs_error = max(report.max_abs_error, float(abs_err))
-        report.max_rel_error = max(report.max_rel_error, float(rel_err))
-        report.passed = report.passed and ok
+            numeric[i] = (up - down) / (2 * eps)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            diff = np.abs(analytic - numeric)              # NaN when either side is NaN
+            scale = np.maximum(np.abs(analytic), np.abs(numeric))
+            tolerance = atol + rtol * scale
+            failed = ~(diff <= tolerance)                  # NaN fails
+            small = (scale < threshold) | (scale == 0)
+            ratio = np.where(diff == 0, 0.0, diff / tolerance)
+            relative = diff[~small] / scale[~small]
+        entry = {
+            "checked": int(entries.size),
+            "small": int(small.sum()),
+            "failed": int(failed.sum()),
+            "max_abs_error": _largest(diff),
+            "max_rel_error": _largest(relative),
+            "worst_ratio": _largest(ratio),
+        }
+        report.errors[key] = entry
+        report.max_abs_error = _largest([report.max_abs_error, entry["max_abs_error"]])
+        report.max_rel_error = _largest([report.max_rel_error, entry["max_rel_error"]])
+        report.passed = report.passed and entry["failed"] == 0
     if not report.passed:
         message = f"analytic and numerical gradients disagree:\n{report}"
         if on_failure == "raise":

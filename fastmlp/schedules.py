@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 
+from ._repr import ConstructorRepr
 from ._validation import check_int, check_real
 
 
-class Schedule:
+class Schedule(ConstructorRepr):
     """Base class: ``start(lr)`` once, then ``step(epoch, metrics) -> lr`` after each epoch."""
 
     def __init__(self):
@@ -40,10 +41,6 @@ class Schedule:
 
     def set_state(self, state):
         self.base_lr = state["base_lr"]
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class StepLR(Schedule):

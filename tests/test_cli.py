@@ -342,7 +342,15 @@ def _bad_cases(tmp_path, small_csv):
                             [[1, 2, 0], [2, "", 1], [3, 4, 0]])
     headless_csv = write_csv(tmp_path / "headless.csv", ["1", "2", "3"], [[4, 5, 6]])
     np.savez(tmp_path / "wrong.npz", features=np.zeros((4, 2)))
-    (tmp_path / "broken.npz").write_bytes(b"not a zip file")
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 but then not a zip file at all")
+    (tmp_path / "text.npz").write_text("f0,f1,label\n1,2,0\n3,4,1\n")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.save(tmp_path / "single.npy", np.zeros((4, 2)))
+    os.replace(tmp_path / "single.npy", tmp_path / "single.npz")
+    with open(tmp_path / "semicolons.csv", "w", encoding="utf-8") as handle:
+        handle.write("f0;f1;label\n1.5;2;0\n3;4.5;1\n")
+    with open(tmp_path / "tabs.csv", "w", encoding="utf-8") as handle:
+        handle.write("f0\tf1\tlabel\n1\t2\t0\n3\t4\t1\n")
     return {
         "missing target column": (["--dataset", small_csv, "--target", "price"],
                                   "no column 'price'"),
@@ -356,6 +364,15 @@ def _bad_cases(tmp_path, small_csv):
         "unknown dataset name": (["--dataset", "cifar"], "unknown data set 'cifar'"),
         "npz without X and y": (["--dataset", tmp_path / "wrong.npz"], "must hold arrays X and y"),
         "broken npz": (["--dataset", tmp_path / "broken.npz"], "cannot read"),
+        "text file named .npz": (["--dataset", tmp_path / "text.npz"],
+                                 "is not an .npz archive (it looks like a text file)"),
+        "empty .npz": (["--dataset", tmp_path / "empty.npz"],
+                       "is not an .npz archive (it is empty)"),
+        ".npy named .npz": (["--dataset", tmp_path / "single.npz"], "a single .npy array"),
+        "semicolon-separated csv": (["--dataset", tmp_path / "semicolons.csv", "--target", "label"],
+                                    "header looks separated by semicolons (';')"),
+        "tab-separated csv": (["--dataset", tmp_path / "tabs.csv", "--target", "label"],
+                              "header looks separated by tabs"),
         "bad --hidden": (["--hidden", "64,abc"], "invalid hidden sizes"),
         "zero --hidden": (["--hidden", "0"], "must be positive"),
         "cuda": (["--device", "cuda"], "cuda"),
@@ -371,7 +388,9 @@ def _bad_cases(tmp_path, small_csv):
 
 BAD_CASE_NAMES = ["missing target column", "no --target for csv", "non-numeric column",
                   "missing value", "no header", "unknown dataset path", "unknown dataset name",
-                  "npz without X and y", "broken npz", "bad --hidden", "zero --hidden", "cuda",
+                  "npz without X and y", "broken npz", "text file named .npz", "empty .npz",
+                  ".npy named .npz", "semicolon-separated csv", "tab-separated csv",
+                  "bad --hidden", "zero --hidden", "cuda",
                   "cuda matmul on the cpu",
                   "momentum with adam", "bad dropout", "target for digits",
                   "early stopping without validation"]
@@ -385,7 +404,14 @@ def test_bad_input_exits_2_with_a_clear_message(case, tmp_path, small_csv, capsy
     assert code == 2
     assert "error" in err and expected in err
     assert "Traceback" not in err
-    assert not (folder / "history.json").exists()
+    # one error style: a single line "fastmlp train: error: ..." (notes before it alike)
+    lines = err.splitlines()
+    assert all(line.startswith("fastmlp train: ") for line in lines), err
+    assert [line for line in lines if ": error: " in line] == [lines[-1]], err
+    assert lines[-1].startswith("fastmlp train: error: "), err
+    assert "contains object arrays" not in err
+    # a failed run leaves no output folder of its own behind
+    assert not folder.exists()
 
 
 def test_non_integer_labels_for_classification_are_refused(tmp_path, capsys):
@@ -409,4 +435,125 @@ def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert result.stderr.startswith("fastmlp train: error: ") and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_separator_hint_suggests_a_conversion(tmp_path, capsys):
+    path = tmp_path / "euro.csv"
+    path.write_text("f0;f1;label\n1,5;2;0\n3;4,5;1\n", encoding="utf-8")
+    code, _, err = run(["train", "--dataset", path, "--target", "label", *FAST,
+                        "--output", tmp_path / "out"], capsys)
+    assert code == 2
+    assert "fastmlp reads comma-separated files" in err and "sep=';'" in err
+    assert "decimal=','" in err
+    assert "no column 'label'" not in err  # the cause, not the symptom
+
+
+# ----------------------------------------------------------------------------- command-line manners
+
+def test_usage_errors_have_the_same_one_line_form(capsys):
+    for argv in (["train", "--epochs", "0"], ["train", "--no-such-option"], ["train", "extra"]):
+        code, _, err = run(argv, capsys)
+        assert code == 2
+        assert err.startswith("fastmlp train: error: ") and err.count("\n") == 1, err
+        assert "fastmlp train --help" in err
+    code, _, err = run([], capsys)
+    assert code == 2 and err.startswith("fastmlp: error: ") and err.count("\n") == 1, err
+
+
+def test_a_failed_run_removes_only_the_folders_it_made(tmp_path, capsys, monkeypatch):
+    # nested folders that did not exist: all removed again
+    nested = tmp_path / "runs" / "a" / "b"
+    code, _, _ = run(["train", "--dataset", tmp_path / "none.npz", *FAST, "--output", nested],
+                     capsys)
+    assert code == 2 and not (tmp_path / "runs").exists()
+    # a folder that existed, with an earlier run's files: left as it was
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "history.json").write_text("{}")
+    code, _, _ = run(["train", "--dataset", tmp_path / "none.npz", *FAST, "--output", earlier],
+                     capsys)
+    assert code == 2 and sorted(os.listdir(earlier)) == ["history.json"]
+    assert (earlier / "history.json").read_text() == "{}"
+    # interrupted during training: the empty folder goes, too
+    from fastmlp import trainer as trainer_module
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+    folder = tmp_path / "interrupted"
+    monkeypatch.setattr(trainer_module.Trainer, "fit", interrupted)
+    code, _, err = run(["train", *FAST, "--output", folder], capsys)
+    assert code == 130 and err.strip() == "fastmlp train: interrupted"
+    assert not folder.exists()
+
+
+def test_summary_has_a_validation_row_and_the_early_stop(tmp_path, capsys):
+    folder = tmp_path / "out"
+    code, out, err = run(["train", "--hidden", "16", "--epochs", "60", "--lr", "0.05",
+                          "--early-stopping", "1", "--schedule", "none", "--no-progress",
+                          "--output", folder], capsys)
+    assert code == 0, err
+    doc = read_history(folder)
+    metrics = doc["metrics"]
+    assert metrics["stop_reason"] == "early stopping" and metrics["epochs_run"] < 60
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
+            if line.strip() and line.split()[0] in ("train", "validation", "test")}
+    assert set(rows) == {"train", "validation", "test"}
+    assert float(rows["validation"][0]) == pytest.approx(metrics["val_loss"], abs=1e-4)
+    assert rows["validation"][1] == f"{100 * metrics['val_accuracy']:.2f}%"
+    assert f"stopped early at epoch {metrics['epochs_run']}; kept the weights of epoch " \
+           f"{metrics['best_epoch']}" in out
+    # a validation split without early stopping: the row, but no stop line
+    code, out, err = run(["train", *FAST[:-1], "--validation-split", "0.2", "--output", folder],
+                         capsys)
+    assert code == 0, err
+    assert any(line.split()[:1] == ["validation"] for line in out.splitlines())
+    assert "stopped" not in out
+
+
+def test_no_validation_row_without_validation(default_run, tmp_path, capsys):
+    code, out, err = run(["train", *FAST[:-1], "--output", tmp_path / "out"], capsys)
+    assert code == 0, err
+    assert not any(line.split()[:1] == ["validation"] for line in out.splitlines())
+
+
+def test_a_reader_that_stops_early_ends_nothing(tmp_path):
+    """fastmlp train | head -1: no 'Broken pipe' error, the run finishes and writes its files."""
+    folder = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastmlp", "train", "--hidden", "16", "--epochs", "3",
+         "--no-progress", "--output", str(folder)], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what head does after its first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, err
+    assert first.startswith(b"data: ")
+    assert "Broken pipe" not in err and "Traceback" not in err and "Exception" not in err, err
+    for name in ("history.json", "model.npz"):
+        assert (folder / name).is_file()
+    # --help into a closed pipe as well
+    proc = subprocess.Popen([sys.executable, "-m", "fastmlp", "train", "--help"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and err == "", err
+
+
+def test_the_first_run_says_it_compiles(tmp_path, capsys, monkeypatch):
+    from fastmlp import kernel_cache
+    notice = "fastmlp train: note: compiling the kernels for first use"
+    monkeypatch.setattr(kernel_cache, "is_cold", lambda: True)
+    monkeypatch.setattr(kernel_cache, "_notice_given", False)
+    code, out, err = run(["train", *FAST[:-1], "--no-progress", "--output", tmp_path / "a"],
+                         capsys)
+    assert code == 0 and notice in err and notice not in out
+    assert err.count("compiling") == 1
+    monkeypatch.setattr(kernel_cache, "_notice_given", False)
+    code, _, err = run(["train", *FAST, "--output", tmp_path / "b"], capsys)  # --quiet
+    assert code == 0 and err == ""
+    monkeypatch.setattr(kernel_cache, "is_cold", lambda: False)
+    code, _, err = run(["train", *FAST[:-1], "--no-progress", "--output", tmp_path / "c"], capsys)
+    assert code == 0 and "compiling" not in err
