@@ -12,6 +12,7 @@ import pytest
 
 import fastmlp as fm
 from fastmlp import cli
+from fastmlp.cli import arguments, outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 # small, fast settings for every run except the one that checks the defaults
@@ -83,20 +84,20 @@ def test_history_json_content(default_run):
     assert doc["fastmlp_version"] == fm.__version__
     assert doc["command"] == "train"
     args = doc["args"]
-    assert args["hidden"] == list(cli.DEFAULT_HIDDEN)
-    assert args["epochs"] == cli.DEFAULT_EPOCHS and args["batch_size"] == cli.DEFAULT_BATCH_SIZE
-    assert args["optimizer"] == "adam" and args["lr"] == cli.DEFAULT_LR["adam"]
+    assert args["hidden"] == list(arguments.DEFAULT_HIDDEN)
+    assert args["epochs"] == arguments.DEFAULT_EPOCHS and args["batch_size"] == arguments.DEFAULT_BATCH_SIZE
+    assert args["optimizer"] == "adam" and args["lr"] == arguments.DEFAULT_LR["adam"]
     assert args["loss"] == "cross_entropy" and args["standardize"] is True
     history = doc["history"]
     for key in ("loss", "accuracy", "lr", "epoch_time"):
-        assert len(history[key]) == cli.DEFAULT_EPOCHS, key
+        assert len(history[key]) == arguments.DEFAULT_EPOCHS, key
     assert "val_loss" not in history  # no validation split without early stopping
-    assert history["lr"][0] == cli.DEFAULT_LR["adam"]
+    assert history["lr"][0] == arguments.DEFAULT_LR["adam"]
     metrics = doc["metrics"]
     for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "train_time_s",
                 "samples_per_second", "wall_time_s"):
         assert isinstance(metrics[key], float) and metrics[key] > 0, key
-    assert metrics["epochs_run"] == cli.DEFAULT_EPOCHS
+    assert metrics["epochs_run"] == arguments.DEFAULT_EPOCHS
     assert doc["data"] == {"dataset": "digits", "n_train": 1437, "n_validation": 0,
                            "n_test": 360, "n_features": 64, "n_outputs": 10, "classes": None,
                            "feature_names": None, "standardized": True}
@@ -297,8 +298,8 @@ def test_early_stopping_uses_a_validation_split(tmp_path, capsys):
                         "--schedule", "plateau", "--quiet", "--output", folder], capsys)
     assert code == 0, err
     doc = read_history(folder)
-    assert doc["args"]["validation_split"] == cli.DEFAULT_VALIDATION_SPLIT
-    assert doc["data"]["n_validation"] == round(1437 * cli.DEFAULT_VALIDATION_SPLIT)
+    assert doc["args"]["validation_split"] == arguments.DEFAULT_VALIDATION_SPLIT
+    assert doc["data"]["n_validation"] == round(1437 * arguments.DEFAULT_VALIDATION_SPLIT)
     assert len(doc["history"]["val_loss"]) == doc["metrics"]["epochs_run"]
     assert "val_accuracy" in doc["history"] and "val_loss" in doc["metrics"]
     assert 1 <= doc["metrics"]["best_epoch"] <= doc["metrics"]["epochs_run"]
@@ -309,7 +310,7 @@ def test_early_stopping_uses_a_validation_split(tmp_path, capsys):
 def test_history_json_is_replaced_atomically(tmp_path):
     path = tmp_path / "history.json"
     path.write_text("old")
-    cli.write_json_atomic(path, {"a": [1.0, float("nan")], "b": np.float32(2.5),
+    outputs.write_json_atomic(path, {"a": [1.0, float("nan")], "b": np.float32(2.5),
                                  "c": np.arange(2)})
     assert json.loads(path.read_text()) == {"a": [1.0, None], "b": 2.5, "c": [0, 1]}
     assert os.listdir(tmp_path) == ["history.json"]

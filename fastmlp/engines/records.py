@@ -1,4 +1,4 @@
-"""Building the kernel records (``fastmlp.kernels.cpu.records``) from host arrays.
+"""Building the kernel records (``fastmlp.kernels.contract``) from host arrays.
 
 Every field always has the same type (the model's float dtype, int64, float64, Python scalars),
 so one compiled specialization of each kernel serves every call; fields a call does not use get

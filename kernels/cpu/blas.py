@@ -11,7 +11,7 @@ The call goes through Numba's ``numba_xxgemm`` helper (the routine ``np.dot`` us
 ``@njit`` code), which forwards to ``scipy.linalg.cython_blas``. Row-major C = op(A)·op(B) is the
 column-major product Cᵀ = op(B)ᵀ·op(A)ᵀ, so the operands are passed swapped. The kernels call it
 from their own threads, one block each, so the BLAS must run single-threaded meanwhile (see
-``fastmlp.engines.cpu_threads``).
+``fastmlp.engines.blas_threads``).
 """
 
 import numpy as np

@@ -1,86 +1,21 @@
-"""The ``fastmlp`` command line: ``fastmlp train`` trains an MLP and writes its results;
-``fastmlp export`` writes a saved model as an ONNX file.
-
-::
-
-    fastmlp train                                    # digits, sensible defaults, a few seconds
-    fastmlp train --dataset mnist1d --hidden 256,256 --epochs 50
-    fastmlp train --dataset data.csv --target label --loss cross_entropy
-    fastmlp export fastmlp-run/model.npz model.onnx  # needs the onnx extra
-    python -m fastmlp train --help
-
-A run writes three files into ``--output`` (default ``./fastmlp-run``):
-
-- ``history.json``: the per-epoch history of the Trainer, the run's arguments, data and model
-  description and the final metrics (written atomically);
-- ``model.npz``: the trained model (``fastmlp.MLP.load``), with the fitted Standardizer when
-  standardization is on (``model.standardizer``);
-- ``curves.png``: loss and accuracy against the epoch (needs matplotlib).
-
-:func:`main` returns the exit status: 0 on success, 2 for a usage or input error (reported on
-stderr as one line ``fastmlp train: error: ...``, without a traceback), 130 when interrupted. A
-failed run leaves no output folder behind that it created; when standard output is a pipe whose
-reader stops early (``fastmlp train | head``), the run carries on quietly and writes its files.
-
-The command's parts live in private modules: :mod:`fastmlp._cli_arguments` (the parser, option
-defaults and :class:`CLIError`), :mod:`fastmlp._cli_data` (loading and splitting the data),
-:mod:`fastmlp._cli_training` (model, optimizer, schedule and threads from the arguments),
-:mod:`fastmlp._cli_outputs` (the files written and the lines printed),
-:mod:`fastmlp._cli_console` (the form of its messages, standard output into a pipe) and
-:mod:`fastmlp._cli_export` (the ``export`` command). This module
-runs the ``train`` command; their public names can also be imported from here.
-"""
+"""``fastmlp train``: load and split the data, build the model, optimizer and trainer from the
+arguments, train (data-parallel over MPI with ``--distributed``), then write ``model.npz``,
+``curves.png`` and ``history.json`` into the output folder and print the summary table."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 import warnings
 
-from ._cli_arguments import (
-    BUILTIN_DATASETS,
-    DEFAULT_ACTIVATION,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_DATASET,
-    DEFAULT_DROPOUT,
-    DEFAULT_EPOCHS,
-    DEFAULT_HIDDEN,
-    DEFAULT_LR,
-    DEFAULT_OPTIMIZER,
-    DEFAULT_OUTPUT,
-    DEFAULT_SCHEDULE,
-    DEFAULT_TEST_SIZE,
-    DEFAULT_VALIDATION_SPLIT,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    LOSSES,
-    MOMENTUM_OPTIMIZERS,
-    OPTIMIZER_NAMES,
-    PLATEAU_FACTOR,
-    PLATEAU_PATIENCE,
-    SCHEDULES,
-    SMALL_NETWORK_MACS,
-    STEP_FRACTION,
-    STEP_GAMMA,
-    CLIError,
-)
-from ._cli_arguments import build_parser as _build_parser
-from ._cli_console import QuietPipe
-from ._cli_console import say as _say
-from ._cli_data import (
-    Data,
-    Splits,
-    load_dataset,
-    load_npz_dataset,
-    prepare_splits,
-    prepare_targets,
-    read_csv,
-    validation_fraction,
-)
-from ._cli_export import run_export
-from ._cli_outputs import (
+import fastmlp as fm
+
+from .arguments import EXIT_OK, CLIError
+from .console import say
+from .data import load_dataset, prepare_splits, prepare_targets, validation_fraction
+from .outputs import (
     CURVES_FILE,
     HISTORY_FILE,
     MODEL_FILE,
@@ -95,37 +30,14 @@ from ._cli_outputs import (
     write_curves,
     write_json_atomic,
 )
-from ._cli_training import (
-    build_model,
-    build_optimizer,
-    build_schedule,
-    choose_threads,
-    max_threads,
-)
-from .engines.cuda_support import CudaUnavailableError
-from .parallel.mpi import DistributedError
-
-__all__ = [
-    "main", "build_parser", "run_train", "run_export", "final_metrics", "CLIError",
-    "EXIT_OK", "EXIT_USAGE", "EXIT_INTERRUPTED",
-    "BUILTIN_DATASETS", "LOSSES", "OPTIMIZER_NAMES", "SCHEDULES", "DEFAULT_DATASET",
-    "DEFAULT_HIDDEN", "DEFAULT_ACTIVATION", "DEFAULT_OPTIMIZER", "DEFAULT_BATCH_SIZE",
-    "DEFAULT_EPOCHS", "DEFAULT_DROPOUT", "DEFAULT_SCHEDULE", "DEFAULT_TEST_SIZE",
-    "DEFAULT_VALIDATION_SPLIT", "DEFAULT_OUTPUT", "DEFAULT_LR", "MOMENTUM_OPTIMIZERS",
-    "SMALL_NETWORK_MACS", "STEP_GAMMA", "STEP_FRACTION", "PLATEAU_FACTOR", "PLATEAU_PATIENCE",
-    "Data", "Splits", "load_dataset", "load_npz_dataset", "read_csv", "prepare_targets",
-    "prepare_splits",
-    "build_model", "build_optimizer", "build_schedule", "choose_threads",
-    "HISTORY_FILE", "MODEL_FILE", "CURVES_FILE", "PLOT_HINT", "write_json_atomic", "write_curves",
-]
-
+from .training import build_model, build_optimizer, build_schedule, choose_threads, max_threads
 
 PROG = "fastmlp train"
 
 
 def _fit(trainer, splits):
     """Train; returns the seconds taken. Non-finite-loss warnings become one stderr line."""
-    from .trainer import NonFiniteLossWarning
+    from ..trainer import NonFiniteLossWarning
     validation = None if splits.X_val is None else (splits.X_val, splits.y_val)
     began = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -134,7 +46,7 @@ def _fit(trainer, splits):
     seconds = time.perf_counter() - began
     for warning in caught:
         if issubclass(warning.category, NonFiniteLossWarning):
-            _say(PROG, "warning", warning.message)
+            say(PROG, "warning", warning.message)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename,
                                  warning.lineno)
@@ -172,7 +84,7 @@ def _communicator(args):
         return None
     if args.device != "cpu":
         raise CLIError("--distributed trains on the CPU; drop --device cuda")
-    from .parallel.mpi import Communicator
+    from ..parallel.mpi import Communicator
     return Communicator(timeout=args.mpi_timeout)
 
 
@@ -182,7 +94,6 @@ class _Run:
 
 def _set_up(args, comm, root):
     """Data, model, optimizer and trainer of the run; only rank 0 makes the output folder."""
-    import fastmlp as fm
     run = _Run()
     run.validation = validation_fraction(args)
     run.optimizer = optimizer = build_optimizer(args)
@@ -190,7 +101,7 @@ def _set_up(args, comm, root):
     run.folder = prepare_output(args.output) if root else None
     run.data = data = load_dataset(args)
     for note in data.notes if root else ():
-        _say(PROG, "note", note)
+        say(PROG, "note", note)
     prepare_targets(data, args.loss)
     run.splits = splits = prepare_splits(args, data, run.validation)
     run.model = model = build_model(args, splits.X_train.shape[1], data.n_outputs)
@@ -206,7 +117,7 @@ def _set_up(args, comm, root):
     if comm is None:
         run.trainer = fm.Trainer(model, **options)
     else:
-        from .parallel.mpi import DistributedTrainer
+        from ..parallel.mpi import DistributedTrainer
         run.trainer = DistributedTrainer(
             model, comm=comm, batchnorm="sync" if args.sync_batchnorm else "local", **options)
     return run
@@ -226,10 +137,6 @@ def run_train(args, started):
 
 
 def _train(args, started, comm, root):
-    import contextlib
-
-    import fastmlp as fm
-
     if not root:
         args.quiet = True  # rank 0 alone prints and writes files
     out = sys.stdout
@@ -250,10 +157,10 @@ def _train(args, started, comm, root):
 
     threads = choose_threads(args.threads, model, args.batch_size)
     if comm is not None and args.threads == "auto":
-        from .parallel.mpi import default_threads
+        from ..parallel.mpi import default_threads
         threads = default_threads(comm.comm)
     if not args.quiet and model.device == "cpu":
-        from . import kernel_cache
+        from .. import kernel_cache
         if kernel_cache.is_cold():  # before the progress bar, so the two do not mix
             kernel_cache.compile_notice(PROG, always=True)
     with contextlib.nullcontext() if threads is None else fm.num_threads(threads):
@@ -268,7 +175,7 @@ def _train(args, started, comm, root):
                            f"{data.name}: {architecture(model)} {model.loss}",
                            best_epoch=early.best_epoch if early is not None else None)
     if not plotted:
-        _say(PROG, "note", f"matplotlib is not installed, so {CURVES_FILE} was not written; "
+        say(PROG, "note", f"matplotlib is not installed, so {CURVES_FILE} was not written; "
                            f"{PLOT_HINT} adds it")
     metrics["wall_time_s"] = time.perf_counter() - started
     metrics["threads"] = threads if threads is not None else max_threads()
@@ -280,50 +187,3 @@ def _train(args, started, comm, root):
         written = [HISTORY_FILE, MODEL_FILE] + ([CURVES_FILE] if plotted else [])
         print(f"wrote {', '.join(written)} to {folder}{os.sep}", file=out, flush=True)
     return EXIT_OK
-
-
-def build_parser():
-    """The argparse parser of the ``fastmlp`` command (subcommands ``train``, run by
-    :func:`run_train`, and ``export``, run by :func:`run_export`)."""
-    return _build_parser(train_handler=run_train, export_handler=run_export)
-
-
-def main(argv=None):
-    """Entry point of the ``fastmlp`` command; returns the exit status (0 ok, 2 error)."""
-    started = time.perf_counter()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    stdout = sys.stdout
-    sys.stdout = QuietPipe(stdout)  # a reader that stops early (| head) ends nothing
-    try:
-        return _main(argv, started)
-    finally:
-        sys.stdout = stdout
-
-
-def _main(argv, started):
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error already printed
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if args.command is None:
-        _say("fastmlp", "error", "a command is needed: fastmlp train ... (see 'fastmlp --help')")
-        return EXIT_USAGE
-    args._argv = argv
-    prog = f"fastmlp {args.command}"
-    try:
-        return args.handler(args, started)
-    except (CLIError, ValueError, TypeError, OSError, ImportError, CudaUnavailableError,
-            DistributedError) as exc:
-        message = str(exc) or type(exc).__name__
-        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-            message = f"{exc.strerror}: {exc.filename}"
-        _say(prog, "error", message)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

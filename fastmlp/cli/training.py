@@ -4,7 +4,7 @@ the learning-rate schedule and the thread count.
 
 from __future__ import annotations
 
-from ._cli_arguments import (
+from .arguments import (
     DEFAULT_HIDDEN,
     DEFAULT_LR,
     MOMENTUM_OPTIMIZERS,
@@ -33,7 +33,7 @@ def build_model(args, n_features, n_outputs):
 
 
 def build_optimizer(args):
-    from .optimizers import get_optimizer
+    from ..optimizers import get_optimizer
     lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
     hyper = {"lr": lr}
     if args.momentum is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from . import __version__
+from .. import __version__
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -142,7 +142,7 @@ def _open_fraction(text):
 # ----------------------------------------------------------------------------- parser
 
 def _activation_names():
-    from .layers import ACTIVATIONS
+    from ..layers import ACTIVATIONS
     return tuple(ACTIVATIONS)
 
 
@@ -345,7 +345,7 @@ def build_parser(train_handler, export_handler=None):
 
 def _add_export_parser(commands, handler):
     """The ``export`` subcommand: a saved model (MODEL.npz) to an ONNX file (MODEL.onnx)."""
-    from .interop.onnx_export import DEFAULT_OPSET, MIN_OPSET
+    from ..interop.onnx_export import DEFAULT_OPSET, MIN_OPSET
     export = commands.add_parser(
         "export", help="write a saved model as an ONNX file",
         formatter_class=argparse.RawDescriptionHelpFormatter,

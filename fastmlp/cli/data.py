@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cli_arguments import (
+from .arguments import (
     BUILTIN_DATASETS,
     DEFAULT_TEST_SIZE,
     DEFAULT_VALIDATION_SPLIT,
@@ -231,7 +231,7 @@ def read_csv(path, target):
 
 def load_dataset(args):
     """The run's :class:`Data` from ``--dataset`` (built-in name or file path)."""
-    from . import datasets
+    from .. import datasets
     name = args.dataset
     suffix = Path(name).suffix.lower()
     if args.target is not None and not (name not in BUILTIN_DATASETS and suffix == ".csv"):
@@ -354,7 +354,7 @@ def _validation_split(X, y, fraction, seed):
 
 def prepare_splits(args, data, validation):
     """Cast to ``--dtype``, hold out the validation rows and fit/apply the Standardizer."""
-    from .preprocessing import Standardizer
+    from ..preprocessing import Standardizer
     dtype = np.dtype(args.dtype)
     X_train = np.ascontiguousarray(data.X_train, dtype=dtype)
     X_test = np.ascontiguousarray(data.X_test, dtype=dtype)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from ._cli_arguments import EXIT_OK
+from .arguments import EXIT_OK
 
 
 def describe_export(model, path, opset):
     """One line saying what was written: the file, the opset, the input and the outputs."""
-    from .interop.onnx_export import INPUT_NAME, OUTPUTS
+    from ..interop.onnx_export import INPUT_NAME, OUTPUTS
     dtype = model.dtype.name
     raw = ", a Standardizer folded in" if model.standardizer is not None else ""
     shapes = {"label": "int64 (n,)" if model.loss != "binary_cross_entropy" or model.n_outputs == 1
@@ -23,8 +23,8 @@ def describe_export(model, path, opset):
 def run_export(args, started):
     """Carry out ``fastmlp export``; returns the exit status. Errors propagate to ``cli.main``,
     which reports them as one ``error:`` line with exit status 2."""
-    from .interop.onnx_export import check_opset
-    from .model import MLP
+    from ..interop.onnx_export import check_opset
+    from ..model import MLP
     opset = check_opset(args.opset)  # before reading the model: a bad opset fails fast
     model = MLP.load(args.model, device="cpu")
     path = model.to_onnx(args.output, opset=opset)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from ._cli_arguments import CLIError
-from .io import atomic_write
+from .. import __version__
+from ..io import atomic_write
+from .arguments import CLIError
 
 HISTORY_FILE = "history.json"
 MODEL_FILE = "model.npz"
@@ -88,13 +88,13 @@ def history_document(args, run, metrics, plotted):
     history and the files written. ``run`` is what ``fastmlp train`` set up (data, splits,
     model, optimizer, trainer)."""
     data, splits, model = run.data, run.splits, run.model
-    arguments = {k: v for k, v in vars(args).items() if k not in ("handler", "_argv")}
+    arguments = {k: v for k, v in vars(args).items() if k not in ("handler", "argv")}
     arguments.update(hidden=[layer.units for layer in model.layers[:-1]],
                      lr=run.optimizer_config["lr"], validation_split=run.validation)
     return {
         "fastmlp_version": __version__,
         "command": "train",
-        "argv": list(getattr(args, "_argv", [])),
+        "argv": list(getattr(args, "argv", [])),
         "args": arguments,
         "data": {"dataset": data.name, "n_train": int(splits.X_train.shape[0]),
                  "n_validation": 0 if splits.X_val is None else int(splits.X_val.shape[0]),
