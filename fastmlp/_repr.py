@@ -7,15 +7,15 @@ from __future__ import annotations
 import inspect
 
 
-def constructor_arguments(obj):
-    """{name: value} for the arguments of ``type(obj).__init__`` (in order), read from
-    ``obj._repr_arguments()`` where the object defines it, else from the attribute of the same
-    name; arguments found in neither, and ``*args`` / ``**kwargs``, are left out."""
+def constructor_arguments(obj, given=None):
+    """{name: value} for the arguments of ``type(obj).__init__`` (in order), taken from ``given``
+    (a dict) where it holds them, else from the attribute of the same name; arguments found in
+    neither, and ``*args`` / ``**kwargs``, are left out."""
     try:
         signature = inspect.signature(type(obj).__init__)
     except (TypeError, ValueError):
         return {}
-    given = obj._repr_arguments() if hasattr(obj, "_repr_arguments") else {}
+    given = given or {}
     values = {}
     for name, parameter in list(signature.parameters.items())[1:]:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
@@ -27,14 +27,19 @@ def constructor_arguments(obj):
     return values
 
 
-def constructor_repr(obj):
+def constructor_repr(obj, given=None):
     """``ClassName(argument=value, ...)`` from :func:`constructor_arguments`."""
-    arguments = ", ".join(f"{name}={value!r}" for name, value in constructor_arguments(obj).items())
+    arguments = ", ".join(f"{name}={value!r}"
+                          for name, value in constructor_arguments(obj, given).items())
     return f"{type(obj).__name__}({arguments})"
 
 
 class ConstructorRepr:
-    """Mixin: ``repr`` is :func:`constructor_repr`."""
+    """Mixin: ``repr`` is :func:`constructor_repr`; a class whose constructor arguments are not
+    all kept under their own names says where they are in ``_repr_arguments``."""
+
+    def _repr_arguments(self):
+        return {}
 
     def __repr__(self):
-        return constructor_repr(self)
+        return constructor_repr(self, self._repr_arguments())

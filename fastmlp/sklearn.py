@@ -28,13 +28,7 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, check_scalar
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import check_is_fitted
-
-try:  # scikit-learn >= 1.6
-    from sklearn.utils.validation import validate_data as _validate_data
-except ImportError:  # pragma: no cover - older scikit-learn
-    def _validate_data(estimator, /, X="no_validation", y="no_validation", reset=True, **kwargs):
-        return estimator._validate_data(X, y, reset=reset, **kwargs)
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import resolve_dtype
 from .callbacks import Callback, EarlyStopping
@@ -199,7 +193,7 @@ class _BaseMLP(BaseEstimator):
                              f"architecture {self._architecture} differs from the current "
                              f"parameters {arch}; set warm_start=False to fit a new network")
         dtype = np.dtype(arch["dtype"])
-        X, y = _validate_data(self, X, y, reset=not incremental, dtype=dtype,
+        X, y = validate_data(self, X, y, reset=not incremental, dtype=dtype,
                               **self._validate_y_kwargs())
         X = _writeable(np.ascontiguousarray(X))
         targets, n_outputs, target_attributes = self._validate_targets(
@@ -308,7 +302,7 @@ class _BaseMLP(BaseEstimator):
     def _outputs(self, X):
         """Raw network outputs (n_samples, n_outputs) as float64."""
         check_is_fitted(self)
-        X = _validate_data(self, X, reset=False, dtype=np.float64)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
         X = _writeable(np.ascontiguousarray(X))
         return self._inference_model().forward(X)
 
