@@ -89,8 +89,8 @@ class EarlyStopping(Callback):
         value = metrics[self.monitor]
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
-            self.best_params = self._model._params.copy()
-            self.best_buffers = self._model._buffers.copy()
+            self.best_params = self._model.params.flat.copy()
+            self.best_buffers = self._model.buffers.flat.copy()
             return False
         self.wait += 1
         if self.wait >= self.patience:
@@ -101,5 +101,5 @@ class EarlyStopping(Callback):
     def restore(self):
         """Put the best weights back into the model (no-op before the first epoch)."""
         if self.best_params is not None:
-            self._model._params[...] = self.best_params
-            self._model._buffers[...] = self.best_buffers
+            self._model.params.flat[...] = self.best_params
+            self._model.buffers.flat[...] = self.best_buffers

@@ -275,7 +275,7 @@ def _guarded_load(original):
             # an unreadable, truncated or foreign entry: compile instead of failing
             _forget(self)
             return None
-    load_overload._fastmlp_guard = True
+    load_overload.fastmlp_guard = True
     return load_overload
 
 
@@ -288,7 +288,7 @@ def _guarded_save(original):
                 raise
             # a cache that cannot be written (full disk, unreadable index): run uncached
             _forget(self)
-    save_overload._fastmlp_guard = True
+    save_overload.fastmlp_guard = True
     return save_overload
 
 
@@ -351,9 +351,9 @@ def install():
                or getattr(c, "__module__", "") != __name__]
     impl._locator_classes = [_Locator, *classes]
     cache = _caching.Cache
-    if not getattr(cache.load_overload, "_fastmlp_guard", False):
+    if not getattr(cache.load_overload, "fastmlp_guard", False):
         cache.load_overload = _guarded_load(cache.load_overload)
-    if not getattr(cache.save_overload, "_fastmlp_guard", False):
+    if not getattr(cache.save_overload, "fastmlp_guard", False):
         cache.save_overload = _guarded_save(cache.save_overload)
     if _listener is None:
         _listener = _CompileListener()

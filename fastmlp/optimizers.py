@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_LARGEST = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64)}
 _EMPTY = {dtype: np.empty(0, dtype) for dtype in _FLOAT_DTYPES}
 _STATE_PREFIX = "state/"
 # state arrays that hold sums of squares or step sizes: negative values are never valid
@@ -245,8 +246,16 @@ class Optimizer:
             state["step"] += 1
 
     def _coefficient_row(self, t, dtype):
+        """The kernel's scalars at step t cast to ``dtype``; ValueError when one of them (the
+        learning rate, typically) does not fit in it."""
         row = np.zeros(N_COEFFICIENTS, dtype=dtype)
         values = self._coefficients(t)
+        largest = _LARGEST[np.dtype(dtype)]
+        if not all(abs(c) <= largest for c in values):
+            raise ValueError(
+                f"{self!r}: at step {t} its update scalars {tuple(values)} do not fit in "
+                f"{np.dtype(dtype).name} (largest {largest:.4g}); use a smaller lr (or a float64 "
+                f"model)")
         row[:len(values)] = [np.dtype(dtype).type(c) for c in values]
         return row
 
@@ -294,6 +303,11 @@ class Optimizer:
         arrays = [self._flat_state(name, params, states, total, first.dtype) if name
                   else _EMPTY[first.dtype] for name in self._kernel_states()]
         return (self._CODE, *arrays, self._flag(), creates.pop())
+
+    def kernel_state_names(self):
+        """The names of the state arrays :meth:`kernel_state` returns as s0, s1, s2 ("" where the
+        current configuration uses none)."""
+        return tuple(name or "" for name in self._kernel_states())
 
     def _flat_state(self, name, params, states, total, dtype):
         flat = self._flat.get(name)

@@ -22,7 +22,9 @@ _FORMAT_1_OPTIMIZER_KEY = "params"
 
 
 class NonFiniteLossWarning(RuntimeWarning):
-    """Training met a NaN/inf loss or gradient and stopped at the last finite state."""
+    """Training met a NaN/inf loss or gradient, or an update that would have made a parameter or
+    optimizer state value NaN/inf, and stopped at the last finite state; the message says which
+    value and at which step."""
 
 
 class Trainer:
@@ -53,11 +55,14 @@ class Trainer:
         Per-epoch progress bar (tqdm if installed) when stderr is a terminal.
 
     Each step is one compiled call for the whole network (forward, loss, backward, penalties) and
-    one for the optimizer update of all parameters. A NaN/inf loss or gradient stops training with
-    a :class:`NonFiniteLossWarning` before that step's update: the parameters, batchnorm statistics,
-    optimizer state and dropout step are those after the last finite step (no copy of the model is
-    kept for this, so training needs no memory beyond the gradients); the partial epoch is not
-    counted in ``epoch`` or the history.
+    one for the optimizer update of all parameters. A NaN/inf loss or gradient, or an update that
+    would make a parameter or optimizer state value NaN/inf (an overflow of the model's dtype),
+    stops training with a :class:`NonFiniteLossWarning` before that step's update: the
+    parameters, batchnorm statistics, optimizer state and dropout step are those after the last
+    finite step, and the warning names the value. No copy of the model is kept for this: an
+    update is computed on copies first only when bounds of the magnitudes it can produce reach
+    1/16 of the dtype's largest value. The partial epoch is not counted in ``epoch`` or the
+    history.
 
     With a model on ``device="cuda"``, ``fit`` uploads the training data, the validation data,
     the model and the optimizer state once and keeps them (with the batch buffers, workspace and
@@ -145,22 +150,41 @@ class Trainer:
     def _before_training(self, placed, bounds):
         """Called by ``fit`` once the data and batches are checked, before the first epoch."""
 
+    def _check_monitors(self, validating):
+        """ValueError, before any epoch, when early stopping or the schedule monitors a metric
+        that this fit's epochs will not report (e.g. ``val_loss`` without validation data)."""
+        names = {"loss", "lr", "epoch_time"}
+        if self.model.is_classifier:
+            names.add("accuracy")
+        if validating:
+            names.update({f"val_{name}" for name in names & {"loss", "accuracy"}})
+        for owner, hook in (("early_stopping", self.early_stopping),
+                            ("lr_schedule", self.lr_schedule)):
+            monitor = getattr(hook, "monitor", None)
+            if monitor is not None and monitor not in names:
+                hint = ("; pass validation_data or validation_split"
+                        if monitor.startswith("val_") and not validating else "")
+                raise ValueError(f"{owner} monitors {monitor!r}, which this fit does not report "
+                                 f"(its metrics: {sorted(names)}){hint}")
+
     def _callbacks_stop(self, requested):
         """Whether a callback's stop request ends the run."""
         return requested
 
     def _run_epoch(self, placed, bounds):
-        """One pass over the data (one engine call); returns (loss, accuracy or None), or None when
-        a step met a NaN/inf loss or gradient (no update was made by that step)."""
+        """One pass over the data (one engine call); returns (loss, accuracy or None, None), or
+        (None, None, why) when a step stopped before its update (a NaN/inf loss or gradient, or an
+        update that would make a value NaN/inf)."""
         n = placed.rows
         order = (self._rng.permutation(n) if self.shuffle else np.arange(n)).astype(np.int64)
-        done, total, correct, counted = self.engine.run_epoch(
+        result = self.engine.run_epoch(
             placed, order, bounds, self.model.dropout_step, self.l1, self.l2,
             0.0 if self.clip_norm is None else self.clip_norm)
-        self.model.dropout_step += done
-        if done < bounds.shape[0] - 1:
-            return None
-        return total / n, (correct / counted if counted else None)
+        self.model.dropout_step += result.done
+        if result.done < bounds.shape[0] - 1:
+            return None, None, result.failure or "a step did not finish"
+        counted = result.counted
+        return result.total / n, (result.correct / counted if counted else None), None
 
     def fit(self, X, y, validation_data=None, validation_split=None):
         """Train until ``self.epochs`` epochs are done (or a stop); returns ``self.history``.
@@ -182,6 +206,7 @@ class Trainer:
             val = self._placed(*validation_data, name_X="validation_data X",
                                name_y="validation_data y")
         bounds = self._batches(placed.rows)
+        self._check_monitors(val is not None)
         self._before_training(placed, bounds)
         if self.epoch >= self.epochs:
             warnings.warn(f"the trainer has already run its {self.epochs} epochs; raise "
@@ -194,24 +219,27 @@ class Trainer:
         if self.lr_schedule is not None:
             self.lr_schedule.start(self.optimizer.lr)
         self.stop_reason = None
-        bar = epoch_progress(self.progress, self.epochs, self.epoch)
-        self.engine.begin_fit(placed, bounds, self.optimizer)
+        self.engine.begin_fit(placed, bounds, self.optimizer)  # one fit of a model at a time
+        bar = None
         try:
+            bar = epoch_progress(self.progress, self.epochs, self.epoch)
             while self.epoch < self.epochs:
                 began = time.perf_counter()
                 lr = self.optimizer.lr
-                result = self._run_epoch(placed, bounds)
-                if result is None:
+                loss, accuracy, failure = self._run_epoch(placed, bounds)
+                if failure is not None:
                     self.stop_reason = "non-finite loss"
-                    warnings.warn(f"non-finite loss or gradient in epoch {self.epoch + 1}; training "
-                                  f"stopped before that step's update, with the model and optimizer "
-                                  f"as after the last finite step (the partial epoch is not in the "
-                                  f"history)", NonFiniteLossWarning, stacklevel=2)
+                    warnings.warn(f"non-finite step: training stopped in epoch {self.epoch + 1}, "
+                                  f"at step {self.model.dropout_step + 1}: {failure}. The step's "
+                                  f"update was not made: the model and optimizer are as after "
+                                  f"the last finite step (the partial epoch is not in the "
+                                  f"history)",
+                                  NonFiniteLossWarning, stacklevel=2)
                     break
                 self.epoch += 1
-                metrics = {"loss": result[0]}
-                if result[1] is not None:
-                    metrics["accuracy"] = result[1]
+                metrics = {"loss": loss}
+                if accuracy is not None:
+                    metrics["accuracy"] = accuracy
                 if val is not None:
                     for key, value in self._evaluate_placed(val).items():
                         metrics[f"val_{key}"] = value
@@ -230,10 +258,13 @@ class Trainer:
                 stop_requested = [bool(cb.on_epoch_end(self.epoch, metrics)) for cb in self.callbacks]
                 if self.stop_reason is None and self._callbacks_stop(any(stop_requested)):
                     self.stop_reason = "callback"
+                if hooks:
+                    self.engine.host_changed()  # they may have changed the model or optimizer
                 if self.stop_reason is not None:
                     break
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             self.engine.end_fit()
         finished = self.stop_reason == "early stopping" or self.epoch >= self.epochs
         if self.early_stopping is not None and self.early_stopping.restore_best and finished:

@@ -21,10 +21,12 @@ Records (NamedTuples that compiled code takes as typed tuples; see ``engines.rec
       result)``: the flat activation workspace with its layouts for a full and for the last batch,
       the gradient (P,), per-part sums (parts, N_PARTIALS) float64, the batch buffers, a copy of
       the statistics (R,) for undoing a non-finite step, the team's float and int64 arrays, and
-      result (4,) float64.
-    - ``Update(code, s0, s1, s2, flag, init, coefficients)``: the optimizer code, its state arrays
-      (P,) or empty, its flag (nesterov / centered / amsgrad), whether the first step creates the
-      SGD momentum buffer, and the scalars of each step (steps, N_COEFFICIENTS).
+      result (N_RESULT,) float64 (``R_*``).
+    - ``Update(code, s0, s1, s2, flag, init, coefficients, bounds)``: the optimizer code, its
+      state arrays (P,) or empty, its flag (nesterov / centered / amsgrad), whether the first step
+      creates the SGD momentum buffer, the scalars of each step (steps, N_COEFFICIENTS), and
+      (N_BOUNDS,) float64 upper bounds of the magnitudes of the parameters and state arrays with
+      the limit they must stay below (``rules.update_bound``), kept current by the kernels.
     - ``Run(seed, first_step, l1, l2, clip_norm, parts, members, training, update_stats, count,
       gathered)``: the dropout seed and the step number of the first batch, the penalties, the
       clipping norm (0: off), how many parts every phase is cut into and how many threads share
@@ -66,11 +68,28 @@ N_WS = 12
 SPLIT_ONE, SPLIT_ROWS, SPLIT_COLS = 0, 1, 2        # part 0 alone, blocks of rows, of columns
 
 # ---------------------------------------------------------------- per-part sums
-P_LOSS, P_CORRECT, P_COUNTED, P_GRAD_SQ, P_PENALTY = range(5)
-N_PARTIALS = 5
+# loss terms, correct, counted, squared gradient norm, penalty; from the check of an update: the
+# first non-finite new value (1 + 4·i + a for element i of array a: 0 param, 1-3 s0-s2; 0: none)
+# and the largest |new value| of the param and of s0, s1, s2
+P_LOSS, P_CORRECT, P_COUNTED, P_GRAD_SQ, P_PENALTY, P_BAD = range(6)
+P_MAX = 6
+N_PARTIALS = 10
+
+# ---------------------------------------------------------------- results of a task
+# work.result: steps done (or the task's loss), Σ loss · rows, correct, counted, why the steps
+# stopped (STOP_*), and for STOP_OVERFLOW the first non-finite new value (as P_BAD)
+R_DONE, R_TOTAL, R_CORRECT, R_COUNTED, R_STOP, R_BAD = range(6)
+N_RESULT = 6
+STOP_NONE, STOP_NONFINITE, STOP_OVERFLOW = range(3)
+
+# ---------------------------------------------------------------- update bounds
+# Update.bounds: upper bounds of |param|, |s0|, |s1|, |s2|, and the limit they must stay below
+B_PARAM, B_LIMIT = 0, 4
+N_BOUNDS = 5
 
 # ---------------------------------------------------------------- phases and tasks
 GATHER, FORWARD, FORWARD_ROWS, LOSS, LAST_BATCHNORM, BACKWARD, UPDATE, GRAD_NORM = range(8)
+CHECK_UPDATE = 8
 TASK_FORWARD, TASK_LOSS, TASK_GRADIENT, TASK_EPOCH, TASK_LOCAL_GRADIENT, TASK_UPDATE = range(6)
 
 # ---------------------------------------------------------------- records
@@ -78,6 +97,7 @@ Network = namedtuple("Network", ["params", "buffers", "layer_int", "layer_float"
 Data = namedtuple("Data", ["X", "labels", "targets", "loss_code", "order", "bounds"])
 Workspace = namedtuple("Workspace", ["ws", "ws_off", "ws_off_last", "grads", "partials", "Xb", "lb",
                                      "tb", "saved", "shared", "sync", "result"])
-Update = namedtuple("Update", ["code", "s0", "s1", "s2", "flag", "init", "coefficients"])
+Update = namedtuple("Update", ["code", "s0", "s1", "s2", "flag", "init", "coefficients",
+                               "bounds"])
 Run = namedtuple("Run", ["seed", "first_step", "l1", "l2", "clip_norm", "parts", "members",
                          "training", "update_stats", "count", "gathered"])

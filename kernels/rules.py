@@ -9,7 +9,8 @@ on floats (numba's CUDA target does not type them), no allocation.
 - activations: ``stable_sigmoid``, ``activation_value``, ``activation_derivative``;
 - random stream: ``mix64``, ``stream_key``, ``uniform`` (SplitMix64, bit-identical everywhere);
 - optimizer updates of element i: ``sgd_element``, ``adagrad_element``, ``rmsprop_element``,
-  ``adam_element``, ``rprop_element`` and the dispatch ``update_element``;
+  ``adam_element``, ``rprop_element``, the dispatch ``update_element`` and ``update_bound``
+  (whether an update surely stays finite);
 - loss terms of row i: ``row_logsumexp``, ``loss_row``; accuracy of row i: ``row_correct``;
 - penalty of one weight: ``penalty_term``.
 
@@ -42,6 +43,7 @@ from .contract import (
 )
 
 RULE = dict(inline="always")
+ROUNDING = 1.001  # update_bound's allowance for the rounding of the update's arithmetic
 
 _INV_SQRT2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
@@ -227,9 +229,7 @@ def rmsprop_element(param, grad, square_avg, grad_avg, momentum_buffer, i, lr, a
 
 
 @numba.njit(**RULE)
-def adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, beta1, one_minus_beta1,
-                 beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
-                 param_decay, amsgrad):
+def adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, c, amsgrad):
     """Adam and AdamW (torch.optim.Adam / AdamW), optionally AMSGrad, on element i at step t::
 
         param = param_decay · param                      (AdamW: param_decay = 1 - lr · wd)
@@ -238,9 +238,13 @@ def adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, beta1, one
         v = max(v_max, v), kept in v_max                 (amsgrad)
         param = param - step_size · m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    step_size = lr / (1 - beta1^t); eps after the bias-corrected square root, which equals
-    torch's ``param - lr · m_hat / (sqrt(v_hat) + eps)``.
+    c = (beta1, 1 - beta1, beta2, 1 - beta2, step_size, sqrt(1 - beta2^t), eps, weight_decay,
+    param_decay), a tuple or the step's coefficient row; step_size = lr / (1 - beta1^t). eps
+    after the bias-corrected square root, which equals torch's
+    ``param - lr · m_hat / (sqrt(v_hat) + eps)``.
     """
+    beta1, one_minus_beta1, beta2, one_minus_beta2 = c[0], c[1], c[2], c[3]
+    step_size, bias_correction2_sqrt, eps, weight_decay, param_decay = c[4], c[5], c[6], c[7], c[8]
     p = param[i]
     if param_decay != 1.0:
         p = param_decay * p
@@ -301,10 +305,96 @@ def update_element(code, param, grad, s0, s1, s2, i, c, flag, init_buffer):
     elif code == RMSPROP:
         rmsprop_element(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], flag)
     elif code == ADAM:
-        adam_element(param, grad, s0, s1, s2, i, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-                     c[8], flag)
+        adam_element(param, grad, s0, s1, s2, i, c, flag)
     else:
         rprop_element(param, grad, s0, s1, i, c[0], c[1], c[2], c[3])
+
+
+@numba.njit(**RULE)
+def _larger(a, b):
+    return a if a > b else b
+
+
+@numba.njit(**RULE)
+def update_bound(code, c, flag, init_buffer, g, bounds):
+    """Whether one update by the optimizer ``code`` surely stays finite, from magnitudes alone.
+
+    bounds (5,) float64 holds upper bounds of |param|, |s0|, |s1|, |s2| (the state arrays in the
+    order of :func:`update_element`) and, in bounds[4], the limit (a fraction of the dtype's
+    largest value); g bounds |grad| (the clipped gradient's L2 norm). The rules' formulas give
+    bounds of every value the update computes (each |a·x + b·y| ≤ |a|·X + |b|·Y; every
+    ``g / (sqrt(v) + eps)`` ≤ g / eps, with Adagrad's ≤ 1 and non-centred RMSprop's
+    ≤ 1 / sqrt(1 - alpha) since their v already holds g²). bounds[0:4] become the bounds after
+    the update. Returns True when every bound stays below the limit; False when the update must
+    be checked element by element first (a bound reaches the limit, eps ≤ 0, or centred RMSprop,
+    whose sqrt(v - a²) rounding can make NaN of finite values).
+    """
+    limit = bounds[4]
+    p, s0, s1, s2 = bounds[0], bounds[1], bounds[2], bounds[3]
+    worst = 0.0
+    if code == SGD:
+        lr, momentum, one_minus_dampening, weight_decay = (
+            math.fabs(c[0]), math.fabs(c[1]), math.fabs(c[2]), math.fabs(c[3]))
+        g1 = g + weight_decay * p
+        step = g1
+        if momentum != 0.0:
+            b = g1 if init_buffer else momentum * s0 + one_minus_dampening * g1
+            s0 = b
+            step = g1 + momentum * b if flag else b
+        worst = g1
+        p = p + lr * step
+    elif code == ADAGRAD:
+        clr, weight_decay, eps = math.fabs(c[0]), math.fabs(c[1]), c[2]
+        if not eps > 0.0:
+            return False
+        g1 = g + weight_decay * p
+        worst = g1 * g1
+        s0 = s0 + worst
+        p = p + clr * 1.001
+    elif code == RMSPROP:
+        lr, alpha, one_minus_alpha, eps = (
+            math.fabs(c[0]), math.fabs(c[1]), math.fabs(c[2]), c[3])
+        weight_decay, momentum = math.fabs(c[4]), math.fabs(c[5])
+        if flag or not eps > 0.0:
+            return False
+        g1 = g + weight_decay * p
+        worst = g1 * g1
+        s0 = alpha * s0 + one_minus_alpha * worst
+        ratio = g1 / eps
+        if one_minus_alpha > 0.0:
+            capped = 1.001 / math.sqrt(one_minus_alpha)
+            ratio = capped if capped < ratio else ratio
+        if momentum > 0.0:
+            s2 = momentum * s2 + ratio
+            p = p + lr * s2
+        else:
+            p = p + lr * ratio
+    elif code == ADAM:
+        beta1, one_minus_beta1 = math.fabs(c[0]), math.fabs(c[1])
+        beta2, one_minus_beta2 = math.fabs(c[2]), math.fabs(c[3])
+        step_size, eps = math.fabs(c[4]), c[6]
+        weight_decay, param_decay = math.fabs(c[7]), math.fabs(c[8])
+        if not eps > 0.0:
+            return False
+        p = param_decay * p
+        g1 = g + weight_decay * p
+        worst = g1 * g1
+        s0 = beta1 * s0 + one_minus_beta1 * g1
+        s1 = beta2 * s1 + one_minus_beta2 * worst
+        if flag:
+            s2 = _larger(s2, s1)
+        p = p + step_size * s0 / eps
+    else:
+        eta_plus, step_size_min, step_size_max = math.fabs(c[1]), math.fabs(c[2]), math.fabs(c[3])
+        worst = s1 * eta_plus
+        s1 = _larger(step_size_min, step_size_max)
+        s0 = g
+        p = p + s1
+    # the dtype's rounding (a few operations of relative error ≤ 2⁻²⁴ each) stays within 0.1%
+    p, s0, s1, s2 = p * ROUNDING, s0 * ROUNDING, s1 * ROUNDING, s2 * ROUNDING
+    bounds[0], bounds[1], bounds[2], bounds[3] = p, s0, s1, s2
+    worst = _larger(_larger(worst, p), _larger(_larger(s0, s1), s2))
+    return worst < limit
 
 
 # ---------------------------------------------------------------- losses and accuracy

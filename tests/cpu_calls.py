@@ -49,13 +49,20 @@ def train_epoch(X, labels, targets, code, order, bounds, Xb, lb, tb, params, gra
                 layer_int, layer_float, ws_off_full, ws_off_last, ws, seed, first_step, l1, l2,
                 clip_norm, opt_code, s0, s1, s2, opt_flag, opt_init, coefficients, parts=1,
                 members=None):
-    """(steps done, Σ batch loss · rows, correct, counted) of one epoch."""
+    """(steps done, Σ batch loss · rows, correct, counted, why it stopped, the value that
+    overflowed) of one epoch."""
     work = records.workspace(ws, ws_off_full, parts, X.dtype, grads=grads, batch=(Xb, lb, tb),
                              ws_off_last=ws_off_last, saved=np.empty_like(buffers))
+    state = (opt_code, s0, s1, s2, opt_flag, opt_init)
     run_task(tasks.TASK_EPOCH, _network(params, buffers, layer_int, layer_float),
              records.data(X, labels, targets, code, order, bounds), work,
-             records.update((opt_code, s0, s1, s2, opt_flag, opt_init), coefficients),
+             records.update(state, coefficients, records.update_bounds(params, state)),
              records.run(seed, first_step, l1, l2, clip_norm, parts, training=True,
                          update_stats=True, count=True, gathered=True), members)
-    return (int(work.result[0]), float(work.result[1]), int(work.result[2]),
-            int(work.result[3]))
+    return epoch_result(work.result)
+
+
+def epoch_result(result):
+    """The kernel's result array as (done, total, correct, counted, stop, bad)."""
+    return (int(result[0]), float(result[1]), int(result[2]), int(result[3]), int(result[4]),
+            int(result[5]))

@@ -752,6 +752,8 @@ def _run_cpu(rule, param, grad, states, scal, flags, init):
         kernel(param, grad, *states_or_empty(states, 1, param), *scal, flags[0], init)
     elif rule == "rprop":
         kernel(param, grad, *states, *scal)
+    elif rule == "adam":  # its scalars as one coefficient row
+        kernel(param, grad, *states, np.array(scal, dtype=param.dtype), *flags)
     else:
         kernel(param, grad, *states, *scal, *flags)
 
@@ -768,6 +770,8 @@ def _run_gpu(rule, d_param, d_grad, d_states, scal, flags, init, dtype):
         kernel(d_param, d_grad, *d_states, *scal, flags[0], init)
     elif rule == "rprop":
         kernel(d_param, d_grad, *d_states, *scal)
+    elif rule == "adam":
+        kernel(d_param, d_grad, *d_states, dev(np.array(scal, dtype=dtype)), *flags)
     else:
         kernel(d_param, d_grad, *d_states, *scal, *flags)
 
@@ -826,8 +830,8 @@ def test_optimizer_update_dispatch_with_device_coefficients(code, dtype):
 def test_optimizer_state_length_is_checked():
     d = dev(np.zeros(4))
     with pytest.raises(ValueError, match="state array length"):
-        gpu_opt.adam_update(d, d, d, dev(np.zeros(3)), dev(np.zeros(0)), 0.9, 0.1, 0.99, 0.01,
-                            0.1, 0.1, 1e-8, 0.0, 1.0, False)
+        gpu_opt.adam_update(d, d, d, dev(np.zeros(3)), dev(np.zeros(0)),
+                            dev(np.array([0.9, 0.1, 0.99, 0.01, 0.1, 0.1, 1e-8, 0.0, 1.0])), False)
 
 
 # ---------------------------------------------------------------- metrics

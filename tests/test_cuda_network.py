@@ -12,6 +12,7 @@ on the CUDA simulator (``test_network_under_cuda_simulator``).
 
 from pathlib import Path
 
+import cpu_calls
 import cpu_calls as cpu_net
 import cpu_calls as cpu_train
 import numpy as np
@@ -26,6 +27,7 @@ from cuda_mode import (
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp as fm
+from fastmlp.engines import records
 from fastmlp.engines.layout import build_layout, workspace_layout
 from fastmlp.kernels import contract
 
@@ -228,13 +230,16 @@ def _gpu_epoch(X, labels, targets, code, order, bounds, Xb, lb, tb, params, grad
                layer_int, layer_float, ws_off_full, ws_off_last, ws, seed, first_step, l1, l2,
                clip_norm, opt_code, s0, s1, s2, flag, init, coefficients):
     """The CUDA epoch called with the kernel records, from the CPU helper's plain arguments."""
-    return gpu_train.train_epoch(
+    state = (opt_code, *(s.copy_to_host() for s in (s0, s1, s2)), flag, init)
+    update_bounds = records.update_bounds(params.copy_to_host(), state)
+    result = gpu_train.train_epoch(
         contract.Network(params, buffers, layer_int, layer_float),
         contract.Data(X, labels, targets, code, order, bounds),
         contract.Workspace(ws, ws_off_full, ws_off_last, grads, None, Xb, lb, tb, None, None,
-                           None, None),
-        contract.Update(opt_code, s0, s1, s2, flag, init, coefficients),
+                           None, np.zeros(contract.N_RESULT)),
+        contract.Update(opt_code, s0, s1, s2, flag, init, coefficients, update_bounds),
         contract.Run(seed, first_step, l1, l2, clip_norm, 1, 1, True, True, True, True))
+    return cpu_calls.epoch_result(result)
 
 
 def _bounds(n, batch):
@@ -331,6 +336,50 @@ def test_train_epoch_stops_at_a_non_finite_step():
     finite = np.isfinite(cpu_buffers)
     assert_array_equal(np.isfinite(got_buffers), finite)
     assert_allclose(got_buffers[finite], cpu_buffers[finite], **TOL)
+
+
+@pytest.mark.parametrize("opt_name", ("rmsprop", "rmsprop_centered"))
+def test_train_epoch_stops_at_an_overflowing_update(opt_name):
+    """Step 1's learning rate makes its update overflow float64 (finite loss and gradient): both
+    kernels stop there (the bound finds the risk, the check on copies the first bad value), with
+    the same report, and leave the parameters and state of step 0."""
+    case = CASES[0]
+    _, _, code, l1, l2 = case
+    lay, params, buffers = _network(case, seed=6)
+    n, batch = 12, 3
+    X, labels, targets = _data(code, n, seed=7)
+    order = np.arange(n, dtype=np.int64)
+    bounds = _bounds(n, batch)
+    ws_off, ws_size = workspace_layout(lay.layer_int, batch)
+    opt = fm.RMSProp(lr=0.01, momentum=0.5, centered=opt_name.endswith("centered"))
+    cpu_params = params.copy()
+    opt_code, s0, s1, s2, flag, init = opt.kernel_state({"flat": cpu_params})
+    coefficients = opt.coefficient_table(["flat"], 4, np.float64)
+    coefficients[1, 0] = 1e308                                  # lr of step 1
+    d_states = [dev(s) for s in (s0, s1, s2)]
+    cpu_buffers = buffers.copy()
+    Xb, lb, tb = np.empty((batch, N_IN)), np.empty(batch, dtype=np.int64), np.empty((0, N_OUT))
+    expected = cpu_train.train_epoch(
+        X, labels, targets, code, order, bounds, Xb, lb, tb, cpu_params, np.zeros_like(params),
+        cpu_buffers, lay.layer_int, lay.layer_float, ws_off, ws_off, np.zeros(ws_size), 0, 0, l1,
+        l2, 0.0, opt_code, s0, s1, s2, flag, init, coefficients)
+    d_params, d_buffers = dev(params), dev(buffers)
+    got = _gpu_epoch(
+        dev(X), dev(labels), dev(targets), code, dev(order), bounds, dev(Xb), dev(lb), dev(tb),
+        d_params, dev(np.zeros_like(params)), d_buffers, lay.layer_int, lay.layer_float, ws_off,
+        ws_off, dev(np.zeros(ws_size)), 0, 0, l1, l2, 0.0, opt_code, *d_states, flag, init,
+        dev(coefficients))
+    assert expected[0] == got[0] == 1
+    assert expected[4] == got[4] == contract.STOP_OVERFLOW
+    assert expected[5] == got[5] and (expected[5] - 1) % 4 in (0, 3)  # the param or momentum
+    assert_allclose(got[1], expected[1], **TOL)
+    assert_allclose(d_params.copy_to_host(), cpu_params, **TOL)
+    assert np.isfinite(cpu_params).all()
+    for d_state, state in zip(d_states, (s0, s1, s2)):
+        # g / (sqrt(v) + eps) turns gradient entries of ~1e-17 (equal to TOL) into ~1e-9
+        assert_allclose(d_state.copy_to_host(), state, rtol=1e-8, atol=1e-7)
+        assert np.isfinite(state).all()
+    assert_allclose(d_buffers.copy_to_host(), cpu_buffers, **TOL)
 
 
 def test_gather_batch():

@@ -196,7 +196,8 @@ def test_the_first_compilation_of_a_kernel_shows_the_notice(monkeypatch):
     from numba.core import event
 
     import fastmlp.kernels.cpu.activations as activations
-    kernel = next(obj for obj in vars(activations).values() if hasattr(obj, "py_func"))
+    kernel = next(obj for obj in vars(activations).values()
+                  if hasattr(obj, "py_func") and obj.py_func.__module__ == activations.__name__)
     user = njit(lambda x: x + 1)
     terminal = _Terminal(True)
     monkeypatch.setattr(sys, "stderr", terminal)

@@ -1,4 +1,5 @@
-"""The wheel installs fastmlp and fastmlp.kernels only — never a top-level ``kernels`` module."""
+"""The wheel installs fastmlp and fastmlp.kernels only — never a top-level ``kernels`` module —
+and every module of the checkout's fastmlp/ and kernels/ folders."""
 
 import subprocess
 import sys
@@ -17,10 +18,12 @@ def test_wheel_contents(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names}
     assert tops == {"fastmlp", f"fastmlp-{fastmlp.__version__}.dist-info"}, tops
-    for module in ("fastmlp/kernels/__init__.py", "fastmlp/kernels/config.py",
-                   "fastmlp/kernels/cpu/network.py", "fastmlp/kernels/cuda/__init__.py",
-                   "fastmlp/interop/__init__.py", "fastmlp/interop/onnx_export.py"):
-        assert module in names
+    sources = [path.relative_to(ROOT / "fastmlp") for path in (ROOT / "fastmlp").rglob("*.py")]
+    sources += [Path("kernels") / path.relative_to(ROOT / "kernels")
+                for path in (ROOT / "kernels").rglob("*.py")]
+    missing = sorted(str(path) for path in sources
+                     if f"fastmlp/{path.as_posix()}" not in names)
+    assert missing == [], f"modules left out of the wheel: {missing}"
     entry_points = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points[0]).decode()
     assert "fastmlp = fastmlp.cli:main" in text

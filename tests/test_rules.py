@@ -31,5 +31,5 @@ def test_simulated_device_rule_runs_the_compiled_rule_in_place(monkeypatch):
     assert rule is not rules.adam_element
     p, g = np.array([1.0, 2.0]), np.array([0.5, -0.5])
     m, v, vmax = np.zeros(2), np.zeros(2), np.zeros(0)
-    rule(p, g, m, v, vmax, 1, 0.9, 0.1, 0.999, 0.001, 0.01, 0.0316, 1e-8, 0.0, 1.0, False)
+    rule(p, g, m, v, vmax, 1, (0.9, 0.1, 0.999, 0.001, 0.01, 0.0316, 1e-8, 0.0, 1.0), False)
     assert p[0] == 1.0 and p[1] != 2.0 and m[1] == -0.05

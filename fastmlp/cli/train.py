@@ -140,7 +140,7 @@ def _train(args, started, comm, root):
     if not root:
         args.quiet = True  # rank 0 alone prints and writes files
     out = sys.stdout
-    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=out, flush=True))
+    show = (lambda text: None) if args.quiet else (lambda text: print(text, file=out, flush=True))
     try:
         run = _set_up(args, comm, root)
     except (CLIError, ValueError, TypeError, OSError, ImportError) as exc:
@@ -151,9 +151,9 @@ def _train(args, started, comm, root):
         comm.agree(None, "the set-up of the run")
     data, splits, model, trainer, early = run.data, run.splits, run.model, run.trainer, run.early
     for line in describe_run(args, data, splits, model, run.optimizer):
-        say(line)
+        show(line)
     if comm is not None:
-        say(f"distributed: {comm.size} MPI ranks, global batch {args.batch_size}")
+        show(f"distributed: {comm.size} MPI ranks, global batch {args.batch_size}")
 
     threads = choose_threads(args.threads, model, args.batch_size)
     if comm is not None and args.threads == "auto":

@@ -24,6 +24,10 @@ import numpy as np
 from .._validation import check_features
 from ..kernels.config import ROW_ALIGN
 from ..kernels.contract import (
+    R_CORRECT,
+    R_COUNTED,
+    R_DONE,
+    R_TOTAL,
     TASK_EPOCH,
     TASK_FORWARD,
     TASK_GRADIENT,
@@ -38,6 +42,7 @@ from ..threads import kernel_parts
 from . import records
 from .device_inputs import is_device_input, reject_device_input
 from .layout import views, workspace_layout
+from .outcomes import EpochResult, FitLock, describe_stop
 from .team import run_task
 
 # evaluation-mode passes run over at most this many rows at a time to bound the workspace
@@ -69,6 +74,7 @@ class CpuEngine:
     device = "cpu"
 
     def __init__(self, layout, params, buffers, dtype, seed, n_outputs, loss):
+        self._fit_lock = FitLock()
         self.layout = layout
         self.params = params
         self.buffers = buffers
@@ -213,6 +219,14 @@ class CpuEngine:
         """Buffers of a fit over ``placed`` in batches ``bounds`` with ``optimizer``: the batch
         buffers, workspace layouts and gradient, and the optimizer's state laid out for one
         kernel call (:meth:`fastmlp.Optimizer.kernel_state`). Kept until :meth:`end_fit`."""
+        self._fit_lock.claim()
+        try:
+            return self._begin_fit(placed, bounds, optimizer)
+        except BaseException:
+            self._fit_lock.release()
+            raise
+
+    def _begin_fit(self, placed, bounds, optimizer):
         sizes = np.diff(bounds)
         rows, first, last = int(sizes.max()), int(sizes[0]), int(sizes[-1])
         parts = self.parts(first, backward=True)
@@ -234,13 +248,25 @@ class CpuEngine:
         self._fit["keys"] = [slot.key for slot in self.layout.param_slots]
         self._fit["optimizer"] = optimizer
         self._fit["state"] = optimizer.kernel_state(views(self.params, self.layout.param_slots))
+        self._fit["bounds"] = records.update_bounds(self.params, self._fit["state"])
         return self._fit
+
+    def host_changed(self):
+        """The parameters or optimizer state were changed from outside during a fit (by a
+        callback): the magnitude bounds its updates start from are measured again."""
+        if self._fit is not None and "state" in self._fit:
+            records.update_bounds(self.params, self._fit["state"], out=self._fit["bounds"])
+
+    def _failure(self, work):
+        return describe_stop(work.result, self.layout.param_slots,
+                             self._fit["optimizer"].kernel_state_names(), self.dtype)
 
     def run_epoch(self, placed, order, bounds, first_step, l1, l2, clip_norm):
         """One epoch over the rows ``order`` in batches ``bounds`` (see :meth:`begin_fit`), one
-        compiled call. Returns (steps done, Σ batch loss · rows, correct, counted); steps stop
-        before the update at the first NaN/inf loss or gradient (the model, its statistics and the
-        optimizer state are then those after the last finite step)."""
+        compiled call. Returns an :class:`EpochResult`; steps stop before the update at the first
+        NaN/inf loss or gradient, or at an update that would make a value NaN/inf (the model, its
+        statistics and the optimizer state are then those after the last finite step, and
+        ``failure`` says which value)."""
         fit = self._fit
         optimizer, keys = fit["optimizer"], fit["keys"]
         steps = bounds.shape[0] - 1
@@ -248,14 +274,15 @@ class CpuEngine:
         work = run_task(TASK_EPOCH, self._network(),
                         records.data(placed.X, placed.labels, placed.targets, placed.code, order,
                                      bounds),
-                        fit["work"], records.update(fit["state"], coefficients),
+                        fit["work"], records.update(fit["state"], coefficients, fit["bounds"]),
                         records.run(self.seed, first_step, l1, l2, clip_norm, fit["parts"],
                                     training=True, update_stats=True, count=True, gathered=True))
-        done = int(work.result[0])
+        done = int(work.result[R_DONE])
         optimizer.advance(keys, done)
         if done:  # the state's "first step" flag (SGD momentum) no longer applies
             fit["state"] = fit["state"][:5] + (False,)
-        return done, float(work.result[1]), int(work.result[2]), int(work.result[3])
+        return EpochResult(done, float(work.result[R_TOTAL]), int(work.result[R_CORRECT]),
+                           int(work.result[R_COUNTED]), self._failure(work))
 
     # the pieces a data-parallel strategy composes one step from (parallel.mpi)
     def local_gradient(self, placed, order, lo, hi, step, l1, l2, seed, work, members=None):
@@ -272,20 +299,20 @@ class CpuEngine:
 
     def apply_update(self, work, loss, coefficients, clip_norm, members=None):
         """Check ``loss`` and ``work.grads`` finite, clip, and update the parameters with the
-        current fit's optimizer state and one row of ``coefficients``; returns False (nothing
-        changed) at a NaN/inf."""
+        current fit's optimizer state and one row of ``coefficients``; returns None, or (nothing
+        changed) the reason it was not made, as :class:`EpochResult`'s ``failure``."""
         fit = self._fit
         work.shared[SHARED_LOSS] = loss
         work = run_task(TASK_UPDATE, self._network(),
                         records.features_only(np.empty((0, self.layout.layer_int[0, 0]),
                                                        dtype=self.dtype), self.n_outputs),
-                        work, records.update(fit["state"], coefficients),
+                        work, records.update(fit["state"], coefficients, fit["bounds"]),
                         records.run(parts=work.partials.shape[0], clip_norm=clip_norm), members)
-        if work.result[0] == 1:
+        if work.result[R_DONE] == 1:
             fit["optimizer"].advance(fit["keys"], 1)
             fit["state"] = fit["state"][:5] + (False,)
-            return True
-        return False
+            return None
+        return self._failure(work)
 
     def step_workspace(self, rows, batch, grads):
         """A Workspace for one step of ``rows`` rows gathered into ``batch`` = (Xb, lb, tb),
@@ -308,3 +335,4 @@ class CpuEngine:
         if self._fit is not None:
             self._fit.pop("optimizer", None)
             self._fit.pop("state", None)
+        self._fit_lock.release()

@@ -20,12 +20,25 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..kernels.contract import Data, Network, Run, Update, Workspace
+from ..kernels.contract import (
+    N_RESULT,
+    R_CORRECT,
+    R_COUNTED,
+    R_DONE,
+    R_TOTAL,
+    Data,
+    Network,
+    Run,
+    Update,
+    Workspace,
+)
 from ..losses import prepare_targets
 from .cpu import EVAL_CHUNK_ROWS, Placed
 from .cuda_support import require_cuda
 from .device_inputs import device_features, device_targets, is_device_input, take_rows
 from .layout import views, workspace_layout
+from .outcomes import EpochResult, FitLock, describe_stop
+from .records import update_bounds
 
 _MAX_CACHED_WORKSPACES = 4
 
@@ -36,6 +49,7 @@ class CudaEngine:
     device = "cuda"
 
     def __init__(self, layout, params, buffers, dtype, seed, n_outputs, loss):
+        self._fit_lock = FitLock()
         require_cuda()  # CudaUnavailableError saying what is missing
         self.layout = layout
         self.params = params
@@ -219,6 +233,14 @@ class CudaEngine:
     def begin_fit(self, placed, bounds, optimizer):
         """Device arrays kept across the epochs of a fit: the batch buffers, the workspace, the
         gradient and the optimizer state (uploaded once), the model uploaded."""
+        self._fit_lock.claim()
+        try:
+            return self._begin_fit(placed, bounds, optimizer)
+        except BaseException:
+            self._fit_lock.release()
+            raise
+
+    def _begin_fit(self, placed, bounds, optimizer):
         from numba import cuda
         self.device_ahead = False
         self.upload()
@@ -240,9 +262,14 @@ class CudaEngine:
             "ws_off": (workspace_layout(layer_int, int(sizes[0]))[0],
                        workspace_layout(layer_int, int(sizes[-1]))[0]),
             "grads": cuda.to_device(np.zeros_like(self.params)),
+            "bounds": update_bounds(self.params, host_state),
+            "result": np.zeros(N_RESULT),
         }
         self.device_ahead = True
         return self._fit
+
+    def host_changed(self):
+        """Nothing: changes to the host arrays during a fit reach the device at the next fit."""
 
     def run_epoch(self, placed, order, bounds, first_step, l1, l2, clip_norm):
         """One epoch on the device (see CpuEngine.run_epoch); only the row order and the
@@ -256,18 +283,22 @@ class CudaEngine:
         Xb, lb, tb = fit["batch"]
         ws_off, ws_off_last = fit["ws_off"]
         work = Workspace(fit["ws"], ws_off, ws_off_last, fit["grads"], None, Xb, lb, tb, None,
-                         None, None, None)
-        done, total, correct, counted = train_epoch(
+                         None, None, fit["result"])
+        result = train_epoch(
             Network(self.d_params, self.d_buffers, self.layout.layer_int, self.layout.layer_float),
             Data(placed.X, placed.labels, placed.targets, placed.code,
                  cuda.to_device(order.astype(np.int64)), bounds),
             work, Update(fit["code"], *fit["state"], fit["flag"], fit["init"],
-                         cuda.to_device(coefficients)),
+                         cuda.to_device(coefficients), fit["bounds"]),
             Run(self.seed, first_step, l1, l2, clip_norm, 1, 1, True, True, True, True))
+        done = int(result[R_DONE])
         fit["optimizer"].advance(fit["keys"], done)
         if done:
             fit["init"] = False
-        return done, total, correct, counted
+        failure = describe_stop(result, self.layout.param_slots,
+                                fit["optimizer"].kernel_state_names(), self.dtype)
+        return EpochResult(done, float(result[R_TOTAL]), int(result[R_CORRECT]),
+                           int(result[R_COUNTED]), failure)
 
     def sync_host(self):
         """Copy the model and the optimizer state to the host arrays when the device holds newer
@@ -282,6 +313,9 @@ class CudaEngine:
 
     def end_fit(self):
         """Bring the fit's state back to the host and release its device buffers."""
-        self.sync_host()
-        self.device_ahead = False
-        self._fit = None
+        try:
+            self.sync_host()
+        finally:
+            self.device_ahead = False
+            self._fit = None
+            self._fit_lock.release()

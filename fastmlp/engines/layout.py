@@ -163,7 +163,10 @@ def thread_plan(layer_int, batch_size, threads):
 class ArrayViews(dict):
     """An ordered dict of views into a flat array. Assigning to an existing key copies the value
     into the view (shape must match), so ``model.params["0.W"] = W`` changes the model; keys cannot
-    be added or removed."""
+    be added or removed. ``flat`` is the flat array itself (all values end to end, in key order).
+    """
+
+    flat = None
 
     def __setitem__(self, key, value):
         if key not in self:
@@ -201,6 +204,8 @@ class ArrayViews(dict):
 def views(flat, slots, cls=dict):
     """Mapping key → view of ``flat`` for each slot (``cls`` dict or :class:`ArrayViews`)."""
     out = cls()
+    if cls is ArrayViews:
+        out.flat = flat
     for slot in slots:
         dict.__setitem__(out, slot.key, flat[slot.offset:slot.offset + slot.size].reshape(slot.shape))
     return out

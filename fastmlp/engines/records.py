@@ -1,4 +1,5 @@
-"""Building the kernel records (``fastmlp.kernels.contract``) from host arrays.
+"""Building the kernel records (``fastmlp.kernels.contract``) from host arrays, and the
+magnitude bounds an optimizer update starts from.
 
 Every field always has the same type (the model's float dtype, int64, float64, Python scalars),
 so one compiled specialization of each kernel serves every call; fields a call does not use get
@@ -12,8 +13,11 @@ import functools
 import numpy as np
 
 from ..kernels.contract import (
+    B_LIMIT,
+    N_BOUNDS,
     N_COEFFICIENTS,
     N_PARTIALS,
+    N_RESULT,
     Data,
     Network,
     Run,
@@ -52,14 +56,14 @@ def workspace(ws, ws_off, parts, dtype, grads=None, batch=None, ws_off_last=None
     return Workspace(ws, ws_off, ws_off if ws_off_last is None else ws_off_last,
                      empty if grads is None else grads, np.zeros((parts, N_PARTIALS)), *batch,
                      empty if saved is None else saved, np.zeros(N_SHARED), new_sync(),
-                     np.zeros(4))
+                     np.zeros(N_RESULT))
 
 
 @functools.lru_cache(maxsize=None)
 def _no_update(dtype):
     empty = np.empty(0, dtype=dtype)
     return Update(0, empty, empty, empty, False, False,
-                  np.zeros((1, N_COEFFICIENTS), dtype=dtype))
+                  np.zeros((1, N_COEFFICIENTS), dtype=dtype), np.zeros(N_BOUNDS))
 
 
 def no_update(dtype):
@@ -67,10 +71,36 @@ def no_update(dtype):
     return _no_update(np.dtype(dtype))
 
 
-def update(fused, coefficients):
-    """An Update record from ``Optimizer.fused_arguments`` and a coefficient table."""
-    code, s0, s1, s2, flag, init = fused
-    return Update(int(code), s0, s1, s2, bool(flag), bool(init), coefficients)
+def update(state, coefficients, bounds):
+    """An Update record from ``Optimizer.kernel_state``, a coefficient table and the
+    :func:`update_bounds` of the arrays (which the kernels keep current)."""
+    code, s0, s1, s2, flag, init = state
+    return Update(int(code), s0, s1, s2, bool(flag), bool(init), coefficients, bounds)
+
+
+LIMIT_FRACTION = 1.0 / 16
+"""An update is checked value by value before it is made when a bound of the magnitudes it
+produces reaches this fraction of the dtype's largest finite value."""
+
+
+def update_bounds(params, state, out=None):
+    """(N_BOUNDS,) float64: the largest |value| of ``params`` and of each state array of
+    ``state`` (``Optimizer.kernel_state``; 0 for an unused one) and the limit for their dtype;
+    written into ``out`` when given. Non-finite values give inf (every update is then checked)."""
+    out = np.zeros(N_BOUNDS) if out is None else out
+    for i, array in enumerate((params, *state[1:4])):
+        out[i] = _largest_magnitude(array)
+    out[B_LIMIT] = float(np.finfo(params.dtype).max) * LIMIT_FRACTION
+    return out
+
+
+def _largest_magnitude(array):
+    if not array.size:
+        return 0.0
+    high, low = float(array.max()), float(array.min())
+    if high != high or low != low:  # NaN
+        return float("inf")
+    return max(high, -low)
 
 
 def run(seed=0, first_step=0, l1=0.0, l2=0.0, clip_norm=0.0, parts=1, training=False,

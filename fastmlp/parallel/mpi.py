@@ -70,6 +70,7 @@ import warnings
 import numpy as np
 
 from .._validation import check_real
+from ..engines.outcomes import EpochResult
 from ..kernels.cpu.network import network_penalty
 from ..threads import team_members, usable_cores
 from ..trainer import Trainer
@@ -380,8 +381,7 @@ class MpiEngine:
         return work
 
     def run_epoch(self, placed, order, bounds, first_step, l1, l2, clip_norm):
-        """One data-parallel epoch; returns (steps done, Σ batch loss · rows, correct, counted)
-        as the CPU engine does."""
+        """One data-parallel epoch; returns an ``EpochResult`` as the CPU engine does."""
         comm, local = self.comm, self.local
         self.comm.bcast_array(order, "the broadcast of the epoch's row order")
         steps = bounds.shape[0] - 1
@@ -390,6 +390,7 @@ class MpiEngine:
         sync = self.batchnorm == "sync" and comm.size > 1 and local.buffers.size > 0
         total = correct = counted = 0.0
         done = 0
+        failure = None
         members = min(self.members, team_members(local.parts(int(np.diff(bounds).max()), True)))
         for k in range(steps):
             start, stop = int(bounds[k]), int(bounds[k + 1])
@@ -399,14 +400,15 @@ class MpiEngine:
             step = self._sync_step if sync else self._local_step
             loss, c, m = step(placed, order, lo, hi, stop - start, work, seed, first_step + k, l1,
                               l2, members)
-            if not local.apply_update(work, loss, coefficients[k:k + 1], clip_norm, members):
+            failure = local.apply_update(work, loss, coefficients[k:k + 1], clip_norm, members)
+            if failure is not None:
                 local.buffers[...] = self._fit["saved"]  # as after the last finite step
                 break
             done += 1
             total += loss * (stop - start)
             correct += c
             counted += m
-        return done, total, correct, counted
+        return EpochResult(done, total, correct, counted, failure)
 
     def _local_step(self, placed, order, lo, hi, global_rows, work, seed, step, l1, l2, members):
         """Rows order[lo:hi] of a global batch of ``global_rows`` rows through the compiled

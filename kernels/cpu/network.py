@@ -122,11 +122,12 @@ def network_output(ws, ws_off, layer_int, n, training):
 # ------------------------------------------------------------------------------ forward
 
 @njit(**JIT_INTERNAL)
-def forward_layer_block(l, h, params, buffers, layer_int, layer_float, ws_off, ws, training,
-                        update_stats, seed, step, r0, r1, u0, u1):
-    """Forward of layer l on rows r0:r1 and units u0:u1 (columns u0·k:u1·k of pre): product, bias,
-    [batchnorm], activation, [dropout]. Batchnorm in training mode needs every row (r0 = 0,
-    r1 = B)."""
+def forward_layer_block(l, h, net, ws_off, ws, training, update_stats, seed, step, r0, r1, u0,
+                        u1):
+    """Forward of layer l of ``net`` (a Network record) on rows r0:r1 and units u0:u1 (columns
+    u0·k:u1·k of pre): product, bias, [batchnorm], activation, [dropout]. Batchnorm in training
+    mode needs every row (r0 = 0, r1 = B)."""
+    params, buffers, layer_int, layer_float = net.params, net.buffers, net.layer_int, net.layer_float
     n = h.shape[0]
     fan_in = layer_int[l, L_IN]
     units = layer_int[l, L_UNITS]
@@ -173,27 +174,27 @@ def forward_layer_block(l, h, params, buffers, layer_int, layer_float, ws_off, w
 
 
 @njit(inline="always", **JIT)
-def forward_layer_part(t, parts, l, h, params, buffers, layer_int, layer_float, ws_off, ws,
-                       training, update_stats, seed, step):
+def forward_layer_part(t, parts, l, h, net, ws_off, ws, training, update_stats, seed, step):
     """Thread t's block of the forward of layer l, as the plan column W_SPLIT_FWD says."""
-    r0, r1, u0, u1 = split_block(ws_off[l, W_SPLIT_FWD], h.shape[0], layer_int[l, L_UNITS],
+    r0, r1, u0, u1 = split_block(ws_off[l, W_SPLIT_FWD], h.shape[0], net.layer_int[l, L_UNITS],
                                  parts, t)
     if r1 > r0 and u1 > u0:
-        forward_layer_block(l, h, params, buffers, layer_int, layer_float, ws_off, ws, training,
-                            update_stats, seed, step, r0, r1, u0, u1)
+        forward_layer_block(l, h, net, ws_off, ws, training, update_stats, seed, step, r0, r1, u0,
+                            u1)
 
 
 @njit(inline="always", **JIT)
-def forward_rows_part(t, parts, X, params, buffers, layer_int, layer_float, ws_off, ws):
+def forward_rows_part(t, parts, X, net, ws_off, ws):
     """Thread t's block of rows through every layer in evaluation mode (rows are independent)."""
+    layer_int = net.layer_int
     n = X.shape[0]
     r0, r1 = part(n, parts, t, ROW_ALIGN)
     if r1 <= r0:
         return
     h = X
     for l in range(layer_int.shape[0]):
-        forward_layer_block(l, h, params, buffers, layer_int, layer_float, ws_off, ws, False,
-                            False, 0, 0, r0, r1, 0, layer_int[l, L_UNITS])
+        forward_layer_block(l, h, net, ws_off, ws, False, False, 0, 0, r0, r1, 0,
+                            layer_int[l, L_UNITS])
         h = layer_output(X, ws, ws_off, layer_int, l, n, False)
 
 
@@ -212,10 +213,10 @@ def network_penalty(params, layer_int, l1, l2):
 # ------------------------------------------------------------------------------ backward
 
 @njit(**JIT_INTERNAL)
-def local_backward_block(l, params, grads, layer_int, layer_float, ws_off, ws, n, training, r0, r1,
-                         u0, u1):
+def local_backward_block(l, net, grads, ws_off, ws, n, training, r0, r1, u0, u1):
     """dpre of layer l from its output gradient (W_DOUT) on rows r0:r1, units u0:u1: dropout,
     activation and batchnorm backward (batchnorm needs every row; it also writes dγ, dβ)."""
+    params, layer_int, layer_float = net.params, net.layer_int, net.layer_float
     units = layer_int[l, L_UNITS]
     code = layer_int[l, L_ACT]
     pieces = layer_int[l, L_PIECES]
@@ -241,12 +242,12 @@ def local_backward_block(l, params, grads, layer_int, layer_float, ws_off, ws, n
 
 
 @njit(inline="always", **JIT)
-def backward_layer_part(t, parts, l, X, params, grads, layer_int, layer_float, ws_off, ws,
-                        training, l1, l2, partials):
+def backward_layer_part(t, parts, l, X, net, grads, ws_off, ws, training, l1, l2, partials):
     """Thread t's share of layer l's backward, from a complete dpre of layer l: its block of dW
     (+ penalty gradient), its columns of db, and (l > 0) its block of dh = dpre·Wᵀ followed by the
     local backward of layer l-1 there. Adds the squared norm of the gradient entries it wrote
     (and their penalty value) to partials[t]."""
+    params, layer_int = net.params, net.layer_int
     n = X.shape[0]
     fan_in = layer_int[l, L_IN]
     width = layer_int[l, L_UNITS] * layer_int[l, L_PIECES]
@@ -276,16 +277,16 @@ def backward_layer_part(t, parts, l, X, params, grads, layer_int, layer_float, w
     r0, r1, u0, u1 = split_block(ws_off[l, W_SPLIT_DX], n, fan_in, parts, t)
     if r1 > r0 and u1 > u0:
         input_grad_block(dh, dpre, W, r0, r1, u0, u1)
-        local_backward_block(l - 1, params, grads, layer_int, layer_float, ws_off, ws, n, training,
-                             r0, r1, u0, u1)
+        local_backward_block(l - 1, net, grads, ws_off, ws, n, training, r0, r1, u0, u1)
 
 
 @njit(inline="always", **JIT)
-def loss_part(t, parts, labels, targets, loss_code, params, grads, layer_int, layer_float, ws_off,
-              ws, n, training, count, partials):
+def loss_part(t, parts, labels, targets, loss_code, net, grads, ws_off, ws, n, training, count,
+              partials):
     """Thread t's rows of the loss: their loss terms, output gradient (W_DOUT of the last layer),
     accuracy counts (when ``count``) and, unless the last layer has batchnorm, its local backward
     on those rows."""
+    layer_int = net.layer_int
     last = layer_int.shape[0] - 1
     units = layer_int[last, L_UNITS]
     z = network_output(ws, ws_off, layer_int, n, training)
@@ -299,15 +300,13 @@ def loss_part(t, parts, labels, targets, loss_code, params, grads, layer_int, la
         partials[t, P_CORRECT] += correct
         partials[t, P_COUNTED] += counted
     if not layer_int[last, L_BN]:
-        local_backward_block(last, params, grads, layer_int, layer_float, ws_off, ws, n, training,
-                             r0, r1, 0, units)
+        local_backward_block(last, net, grads, ws_off, ws, n, training, r0, r1, 0, units)
 
 
 @njit(inline="always", **JIT)
-def last_batchnorm_part(t, parts, params, grads, layer_int, layer_float, ws_off, ws, n, training):
+def last_batchnorm_part(t, parts, net, grads, ws_off, ws, n, training):
     """Thread t's units of the local backward of a last layer with batchnorm (every row)."""
-    last = layer_int.shape[0] - 1
-    u0, u1 = part(layer_int[last, L_UNITS], parts, t, COL_ALIGN)
+    last = net.layer_int.shape[0] - 1
+    u0, u1 = part(net.layer_int[last, L_UNITS], parts, t, COL_ALIGN)
     if u1 > u0:
-        local_backward_block(last, params, grads, layer_int, layer_float, ws_off, ws, n, training,
-                             0, n, u0, u1)
+        local_backward_block(last, net, grads, ws_off, ws, n, training, 0, n, u0, u1)

@@ -21,13 +21,18 @@ step costs a single pass over memory and allocates nothing. Conventions shared b
   and exactly where ``eps`` enters.
 
 Kernels: ``sgd_update``, ``adagrad_update``, ``rmsprop_update``, ``adam_update`` (Adam and AdamW),
-``rprop_update``.
+``rprop_update``; ``optimizer_update_part`` runs one of them on a block of a whole model's
+parameters, ``optimizer_check_part`` computes a block's update on copies and reports whether every
+new value is finite (the check of an update that ``rules.update_bound`` cannot clear).
 """
 
+import math
+
 import numba
+import numpy as np
 
 from ..config import COL_ALIGN, JIT, JIT_INTERNAL
-from ..contract import ADAGRAD, ADAM, RMSPROP, SGD
+from ..contract import ADAGRAD, ADAM, P_BAD, P_MAX, RMSPROP, SGD
 from ..jit import njit
 from ..rules import (
     adagrad_element,
@@ -35,6 +40,7 @@ from ..rules import (
     rmsprop_element,
     rprop_element,
     sgd_element,
+    update_element,
 )
 from .blocks import part
 
@@ -129,41 +135,32 @@ def _rmsprop_loop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha,
 
 
 @njit(**JIT)
-def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
-                one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay, param_decay,
-                amsgrad):
+def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c, amsgrad):
     """Adam and AdamW, optionally AMSGrad (torch.optim.Adam, torch.optim.AdamW):
     :func:`fastmlp.kernels.rules.adam_element` on every element; eps is added after the
     bias-corrected square root, which equals torch's ``param - lr * m_hat / (sqrt(v_hat) + eps)``.
 
-    Shapes: param, grad, exp_avg, exp_avg_sq (n,); max_exp_avg_sq (n,) or empty unless amsgrad.
-    Scalars: beta1, one_minus_beta1, beta2, one_minus_beta2, step_size = lr / (1 - beta1**t),
+    Shapes: param, grad, exp_avg, exp_avg_sq (n,); max_exp_avg_sq (n,) or empty unless amsgrad;
+    c (≥ 9,): beta1, 1 - beta1, beta2, 1 - beta2, step_size = lr / (1 - beta1**t),
     bias_correction2_sqrt = sqrt(1 - beta2**t), eps, weight_decay, param_decay (AdamW: 1 - lr *
-    weight_decay, else 1); amsgrad (bool).
+    weight_decay, else 1) in the arrays' dtype (the step's coefficient row); amsgrad (bool).
     """
     n = param.size
     _check_length(n, grad.size, True)
     _check_length(n, exp_avg.size, True)
     _check_length(n, exp_avg_sq.size, True)
     _check_length(n, max_exp_avg_sq.size, amsgrad)
+    scalars = (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8])  # values, not loads
     if amsgrad:  # a constant in each loop, so that it vectorizes
-        _adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
-                   beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
-                   param_decay, True)
+        _adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scalars, True)
     else:
-        _adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
-                   beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
-                   param_decay, False)
+        _adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scalars, False)
 
 
 @numba.njit(**JIT_INTERNAL)
-def _adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
-               one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay, param_decay,
-               amsgrad):
+def _adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scalars, amsgrad):
     for i in range(param.size):
-        adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, beta1, one_minus_beta1,
-                     beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
-                     param_decay, amsgrad)
+        adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, scalars, amsgrad)
 
 
 @njit(**JIT)
@@ -196,8 +193,7 @@ def optimizer_update(code, param, grad, s0, s1, s2, c, flag, init_buffer):
     elif code == RMSPROP:
         rmsprop_update(param, grad, s0, s1, s2, c[0], c[1], c[2], c[3], c[4], c[5], flag)
     elif code == ADAM:
-        adam_update(param, grad, s0, s1, s2, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8],
-                    flag)
+        adam_update(param, grad, s0, s1, s2, c, flag)
     else:
         rprop_update(param, grad, s0, s1, c[0], c[1], c[2], c[3])
 
@@ -218,3 +214,47 @@ def optimizer_update_part(index, parts, params, grads, scale, code, s0, s1, s2, 
     optimizer_update(code, params[lo:hi], g, s0[lo:hi], s1[lo:hi], s2[lo:hi], c, flag,
                      init_buffer)
 
+
+
+CHECK_CHUNK = 256  # elements of a block copied at a time by optimizer_check_part
+
+
+@njit(**JIT_INTERNAL)
+def optimizer_check_part(index, parts, params, grads, scale, code, s0, s1, s2, c, flag,
+                         init_buffer, partials):
+    """Part ``index`` of ``parts`` of the check of one update of (P,) arrays: the update of
+    :func:`optimizer_update_part` computed on copies of the block, nothing written to the arrays.
+
+    Writes partials[index, P_BAD] = 1 + 4·i + a for the first element i whose new value in array a
+    (0 param, 1-3 s0-s2) is NaN or inf (0 when there is none) and partials[index, P_MAX + a] the
+    largest |new value| of array a in the block (float64)."""
+    lo, hi = part(params.shape[0], parts, index, COL_ALIGN)
+    for a in range(5):
+        partials[index, P_BAD + a] = 0.0
+    copy = np.empty((5, CHECK_CHUNK), dtype=params.dtype)
+    p, g, a0, a1, a2 = copy[0], copy[1], copy[2], copy[3], copy[4]
+    used = (True, s0.shape[0] > 0, s1.shape[0] > 0, s2.shape[0] > 0)
+    for start in range(lo, hi, CHECK_CHUNK):
+        m = min(CHECK_CHUNK, hi - start)
+        for i in range(m):
+            p[i] = params[start + i]
+            g[i] = grads[start + i] * scale if scale != 1.0 else grads[start + i]
+            if used[1]:
+                a0[i] = s0[start + i]
+            if used[2]:
+                a1[i] = s1[start + i]
+            if used[3]:
+                a2[i] = s2[start + i]
+        for i in range(m):
+            update_element(code, p, g, a0, a1, a2, i, c, flag, init_buffer)
+        for i in range(m):
+            new = (p[i], a0[i], a1[i], a2[i])
+            for a in range(4):
+                if not used[a]:
+                    continue
+                value = np.float64(new[a])
+                if not math.isfinite(value):
+                    if partials[index, P_BAD] == 0.0:
+                        partials[index, P_BAD] = 1.0 + 4.0 * (start + i) + a
+                elif abs(value) > partials[index, P_MAX + a]:
+                    partials[index, P_MAX + a] = abs(value)

@@ -9,7 +9,9 @@ A call is a sequence of phases, each cut into ``Run.parts`` parts (see :mod:`.ne
 - ``LAST_BATCHNORM``: blocks of units of a last layer with batchnorm, backward;
 - ``BACKWARD`` (layer l): blocks of dW, db and dh of layer l;
 - ``UPDATE``: blocks of parameters through the optimizer (and the rows of batch k + 1);
-- ``GRAD_NORM``: blocks of the squared gradient norm.
+- ``GRAD_NORM``: blocks of the squared gradient norm;
+- ``CHECK_UPDATE``: blocks of parameters through the optimizer on copies, checking every new value
+  finite (only for an update that ``rules.update_bound`` cannot clear).
 
 The leader posts each phase and makes the decisions between them (finite checks, clipping);
 helpers run parts of whatever phase is posted. With one member the leader runs every part
@@ -22,16 +24,19 @@ runs, are in :mod:`.train`.
 from ..config import COL_ALIGN, JIT, JIT_INTERNAL
 from ..contract import (
     BACKWARD,
+    CHECK_UPDATE,
     FORWARD,
     FORWARD_ROWS,
     GATHER,
     GRAD_NORM,
     LAST_BATCHNORM,
     LOSS,
+    P_BAD,
     P_CORRECT,
     P_COUNTED,
     P_GRAD_SQ,
     P_LOSS,
+    P_MAX,
     P_PENALTY,
     UPDATE,
 )
@@ -47,7 +52,7 @@ from .network import (
     loss_part,
 )
 from .norms import sum_squares
-from .optimizers import optimizer_update_part
+from .optimizers import optimizer_check_part, optimizer_update_part
 from .team import (
     DONE,
     POSTED,
@@ -87,23 +92,18 @@ def do_part(kind, index, parts, layer, k, net, data, work, opt, run):
     n = X.shape[0]
     if kind == FORWARD:
         h = layer_output(X, work.ws, ws_off, net.layer_int, layer - 1, n, True)
-        forward_layer_part(index, parts, layer, h, net.params, net.buffers, net.layer_int,
-                           net.layer_float, ws_off, work.ws, True, run.update_stats, run.seed,
-                           run.first_step + k)
+        forward_layer_part(index, parts, layer, h, net, ws_off, work.ws, True, run.update_stats,
+                           run.seed, run.first_step + k)
     elif kind == FORWARD_ROWS:
-        forward_rows_part(index, parts, X, net.params, net.buffers, net.layer_int,
-                          net.layer_float, ws_off, work.ws)
+        forward_rows_part(index, parts, X, net, ws_off, work.ws)
     elif kind == LOSS:
-        loss_part(index, parts, labels, targets, data.loss_code, net.params, work.grads,
-                  net.layer_int, net.layer_float, ws_off, work.ws, n, run.training, run.count,
-                  work.partials)
+        loss_part(index, parts, labels, targets, data.loss_code, net, work.grads, ws_off, work.ws,
+                  n, run.training, run.count, work.partials)
     elif kind == LAST_BATCHNORM:
-        last_batchnorm_part(index, parts, net.params, work.grads, net.layer_int, net.layer_float,
-                            ws_off, work.ws, n, run.training)
+        last_batchnorm_part(index, parts, net, work.grads, ws_off, work.ws, n, run.training)
     elif kind == BACKWARD:
-        backward_layer_part(index, parts, layer, X, net.params, work.grads, net.layer_int,
-                            net.layer_float, ws_off, work.ws, run.training, run.l1, run.l2,
-                            work.partials)
+        backward_layer_part(index, parts, layer, X, net, work.grads, ws_off, work.ws,
+                            run.training, run.l1, run.l2, work.partials)
     elif kind == GATHER:
         gather_part(index, parts, work.Xb, work.lb, work.tb, data.X, data.labels, data.targets,
                     data.order, data.bounds[k], data.bounds[k + 1])
@@ -117,6 +117,10 @@ def do_part(kind, index, parts, layer, k, net, data, work, opt, run):
     elif kind == GRAD_NORM:
         lo, hi = part(work.grads.shape[0], parts, index, COL_ALIGN)
         work.partials[index, P_GRAD_SQ] = sum_squares(work.grads[lo:hi])
+    elif kind == CHECK_UPDATE:
+        optimizer_check_part(index, parts, net.params, work.grads, work.shared[SHARED_SCALE],
+                             opt.code, opt.s0, opt.s1, opt.s2, opt.coefficients[k], opt.flag,
+                             opt.init and k == 0, work.partials)
 
 
 @njit(inline="always", **JIT)
@@ -176,6 +180,21 @@ def part_sums(work, parts):
         correct += int(work.partials[t, P_CORRECT])
         counted += int(work.partials[t, P_COUNTED])
     return grad_sq, correct, counted
+
+
+@njit(inline="always", **JIT)
+def part_checks(work, parts, bounds):
+    """After ``CHECK_UPDATE``: the first non-finite new value over the parts (``P_BAD``'s code, 0
+    when none); when there is none, bounds[0:4] become the largest |new value| of each array."""
+    for t in range(parts):
+        if work.partials[t, P_BAD] != 0.0:
+            return int(work.partials[t, P_BAD])
+    for a in range(4):
+        largest = 0.0
+        for t in range(parts):
+            largest = max(largest, work.partials[t, P_MAX + a])
+        bounds[a] = largest
+    return 0
 
 
 @njit(inline="always", **JIT)

@@ -16,14 +16,17 @@ Tasks (records as in :mod:`.records`; results in ``work.result``):
   ``work.grads`` the gradient.
 - ``EPOCH``: every step of an epoch over the rows ``data.order`` in batches ``data.bounds``:
   gather, forward, loss, backward, penalties, clipping, optimizer update → result (steps done,
-  Σ batch loss · rows, correct, counted). A step stops before its update at the first NaN/inf
-  loss or gradient; the batchnorm statistics its forward changed are put back, so parameters,
-  statistics and optimizer state are exactly those after the last finite step. The rows of batch
-  k + 1 are gathered in the same phase as the update of step k.
+  Σ batch loss · rows, correct, counted, why it stopped, the value that overflowed). A step stops
+  before its update at the first NaN/inf loss or gradient (``STOP_NONFINITE``), or when its
+  update would make a parameter or optimizer state value NaN/inf (``STOP_OVERFLOW``; see
+  :func:`_check_update`); the batchnorm statistics its forward changed are put back, so
+  parameters, statistics and optimizer state are exactly those after the last finite step. The
+  rows of batch k + 1 are gathered in the same phase as the update of step k.
 - ``LOCAL_GRADIENT``: gather the rows order[bounds[0]:bounds[1]] and their gradient → result
   (loss, -, correct, counted).
 - ``UPDATE``: check ``work.grads`` (and ``work.shared[SHARED_LOSS]``) finite, clip and update with
-  ``opt.coefficients[0]`` → result[0] 1, or 0 (nothing changed) at a NaN/inf.
+  ``opt.coefficients[0]`` → result[0] 1, or 0 (nothing changed) at a NaN/inf or an update that
+  would overflow (result[R_STOP], result[R_BAD] as for ``EPOCH``).
 
 (``LOSS`` and ``GRADIENT``/``LOCAL_GRADIENT`` put (loss, -, correct, counted) in the result.)
 """
@@ -33,6 +36,7 @@ import math
 from ..config import JIT
 from ..contract import (
     BACKWARD,
+    CHECK_UPDATE,
     FORWARD,
     FORWARD_ROWS,
     GATHER,
@@ -41,6 +45,15 @@ from ..contract import (
     L_UNITS,
     LAST_BATCHNORM,
     LOSS,
+    R_BAD,
+    R_CORRECT,
+    R_COUNTED,
+    R_DONE,
+    R_STOP,
+    R_TOTAL,
+    STOP_NONE,
+    STOP_NONFINITE,
+    STOP_OVERFLOW,
     TASK_EPOCH,
     TASK_FORWARD,
     TASK_LOCAL_GRADIENT,
@@ -49,12 +62,14 @@ from ..contract import (
     UPDATE,
 )
 from ..jit import njit
+from ..rules import update_bound
 from .losses import loss_denominator
 from .network import network_penalty
 from .phases import (
     batch_inputs,
     clip_scale,
     help_team,
+    part_checks,
     part_losses,
     part_sums,
     run_phase,
@@ -96,6 +111,8 @@ def _lead(task, net, data, work, opt, run):
     correct = 0
     counted = 0
     done = steps
+    work.result[R_STOP] = STOP_NONE
+    work.result[R_BAD] = 0.0
     if (epoch and steps > 0) or task == TASK_LOCAL_GRADIENT:
         run_phase(GATHER, 0, 0, net, data, work, opt, run)
     for k in range(steps):
@@ -109,24 +126,51 @@ def _lead(task, net, data, work, opt, run):
             loss = _gradient_of(k, task, net, data, work, opt, run)
         grad_sq, c, m = part_sums(work, run.parts)
         if not (epoch or task == TASK_UPDATE):
-            work.result[0] = loss
-            work.result[2] = c
-            work.result[3] = m
+            work.result[R_DONE] = loss
+            work.result[R_CORRECT] = c
+            work.result[R_COUNTED] = m
             return
+        stop = STOP_NONE
         if not (math.isfinite(loss) and math.isfinite(grad_sq)):
+            stop = STOP_NONFINITE
+        else:
+            scale = clip_scale(math.sqrt(grad_sq), run.clip_norm)
+            work.shared[SHARED_SCALE] = scale
+            bad = _check_update(k, math.sqrt(grad_sq) * scale, net, data, work, opt, run)
+            if bad:
+                stop = STOP_OVERFLOW
+                work.result[R_BAD] = bad
+        if stop != STOP_NONE:
             if epoch:
                 net.buffers[:] = work.saved
+            work.result[R_STOP] = stop
             done = k
             break
         correct += c
         counted += m
-        work.shared[SHARED_SCALE] = clip_scale(math.sqrt(grad_sq), run.clip_norm)
         run_phase(UPDATE, 0, k, net, data, work, opt, run)
         total += loss * (data.bounds[k + 1] - data.bounds[k] if epoch else 1)
-    work.result[0] = done
-    work.result[1] = total
-    work.result[2] = correct
-    work.result[3] = counted
+    work.result[R_DONE] = done
+    work.result[R_TOTAL] = total
+    work.result[R_CORRECT] = correct
+    work.result[R_COUNTED] = counted
+
+
+@njit(inline="always", **JIT)
+def _check_update(k, grad_bound, net, data, work, opt, run):
+    """Leader, before the update of step k: 0 when it surely leaves every parameter and state
+    value finite (``rules.update_bound`` from the magnitudes alone, else the ``CHECK_UPDATE``
+    phase on copies), else the code of the first value it would make NaN/inf (``P_BAD``); then
+    opt.bounds are left as they were."""
+    before = opt.bounds.copy()
+    if update_bound(opt.code, opt.coefficients[k], opt.flag, opt.init and k == 0, grad_bound,
+                    opt.bounds):
+        return 0
+    run_phase(CHECK_UPDATE, 0, k, net, data, work, opt, run)
+    bad = part_checks(work, run.parts, opt.bounds)
+    if bad:
+        opt.bounds[:] = before
+    return bad
 
 
 @njit(**JIT)

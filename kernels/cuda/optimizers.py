@@ -44,6 +44,7 @@ rmsprop_element = device_rule(rules.rmsprop_element)
 adam_element = device_rule(rules.adam_element)
 rprop_element = device_rule(rules.rprop_element)
 update_element = device_rule(rules.update_element)
+update_bound = device_rule(rules.update_bound)
 
 __all__ = ["SGD", "ADAGRAD", "RMSPROP", "ADAM", "RPROP", "N_COEFFICIENTS", "sgd_update",
            "adagrad_update", "rmsprop_update", "adam_update", "rprop_update", "optimizer_update"]
@@ -78,15 +79,12 @@ def rmsprop_update_kernel(param, grad, square_avg, grad_avg, momentum_buffer, lr
 
 
 @cuda.jit(**config.CUDA_JIT)
-def adam_update_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
-                       beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
-                       param_decay, amsgrad):
-    """Adam / AdamW (torch.optim.Adam, torch.optim.AdamW) on every element."""
+def adam_update_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c, amsgrad):
+    """Adam / AdamW (torch.optim.Adam, torch.optim.AdamW) on every element; c the coefficient
+    row (see ``adam_update``)."""
     start, step = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, param.shape[0], step):
-        adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, beta1, one_minus_beta1, beta2,
-              one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay, param_decay,
-              amsgrad)
+        adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, c, amsgrad)
 
 
 @cuda.jit(**config.CUDA_JIT)
@@ -165,14 +163,14 @@ def rmsprop_update(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha
                                                momentum, bool(centered))
 
 
-def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
-                one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay, param_decay,
-                amsgrad, stream=0):
+def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c, amsgrad, stream=0):
     """Adam and AdamW, optionally AMSGrad (torch.optim.Adam, torch.optim.AdamW).
 
     denom = sqrt(v) / sqrt(1 - beta2^t) + eps (eps after the bias-corrected root);
     param = param_decay·param - step_size·m / denom with step_size = lr / (1 - beta1^t).
-    Shapes: param, grad, exp_avg, exp_avg_sq (n,); max_exp_avg_sq (n,) or empty unless amsgrad.
+    Shapes: param, grad, exp_avg, exp_avg_sq (n,); max_exp_avg_sq (n,) or empty unless amsgrad;
+    c (≥ 9,) the step's coefficient row in the arrays' dtype (host or device array): beta1,
+    1 - beta1, beta2, 1 - beta2, step_size, sqrt(1 - beta2^t), eps, weight_decay, param_decay.
     """
     n = param.shape[0]
     _check_length(n, grad, True)
@@ -180,9 +178,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_min
     _check_length(n, exp_avg_sq, True)
     _check_length(n, max_exp_avg_sq, amsgrad)
     blocks, tpb = _grid(n)
-    adam_update_kernel[blocks, tpb, stream](param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1,
-                                            one_minus_beta1, beta2, one_minus_beta2, step_size,
-                                            bias_correction2_sqrt, eps, weight_decay, param_decay,
+    adam_update_kernel[blocks, tpb, stream](param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c,
                                             bool(amsgrad))
 
 
