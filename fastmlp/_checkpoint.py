@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import numbers
 
-from ._validation import check_real, check_seed, check_size, check_state_values, check_step
+from ._validation import (
+    check_real,
+    check_seed,
+    check_shuffle_state,
+    check_size,
+    check_state_values,
+    check_step,
+)
 from .engines.layout import build_layout, views
 from .io import FileFormatError, check_arrays, config_error, meta_field, open_npz
 from .model import MLP, check_model_state_values
@@ -84,14 +91,14 @@ def _check_fields(meta, source):
     for section in ("schedule", "early_stopping"):
         value = meta_field(meta, section, (dict, type(None)), source)
         if value is not None:
-            _check_hook_fields(value, section, source)
+            _check_hook_fields(meta, section, source)
     _checked(source, "epoch", check_step, meta_field(meta, "epoch", int, source))
     history = meta_field(meta, "history", dict, source)
     for key, values in history.items():
         if not isinstance(values, list) or not all(_is_number(v) for v in values):
             raise config_error(source, f"history.{key}", "a list of numbers", values)
     meta_field(meta, "stop_reason", (str, type(None)), source, "a string or null")
-    meta_field(meta, "rng", dict, source)
+    _checked(source, "rng", check_shuffle_state, meta_field(meta, "rng", dict, source))
 
 
 def _checked(source, field, check, value):
@@ -114,14 +121,15 @@ def _check_optimizer_fields(meta, source):
             _checked(source, f"optimizer.{key}", check_step, value)
 
 
-def _check_hook_fields(value, section, source):
-    """A schedule's or early stopping's ``config`` and ``state`` objects (and ``class``)."""
+def _check_hook_fields(meta, section, source):
+    """The ``config`` and ``state`` objects (and the ``class``) of metadata field ``section``
+    (the schedule or the early stopping)."""
     if section == "schedule":
-        name = meta_field(value, "class", str, source)
+        name = meta_field(meta, "schedule.class", str, source)
         if name not in SCHEDULES:
             raise config_error(source, "schedule.class", f"one of {', '.join(SCHEDULES)}", name)
-    meta_field(value, "config", dict, source)
-    state = meta_field(value, "state", dict, source)
+    meta_field(meta, f"{section}.config", dict, source)
+    state = meta_field(meta, f"{section}.state", dict, source)
     for key, item in state.items():
         if item is not None and not _is_number(item):
             raise config_error(source, f"{section}.state.{key}", "a number or null", item)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -205,11 +206,60 @@ def format_bytes(n):
         n /= 1024
 
 
+def physical_memory():
+    """The machine's physical memory in bytes, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_memory(nbytes, what):
+    """MemoryError naming ``what`` when ``nbytes`` exceed the machine's physical memory: such a
+    request is refused before it is made (on a system that overcommits memory it could
+    otherwise succeed and end the process when the pages are touched)."""
+    total = physical_memory()
+    if total is not None and nbytes > total:
+        raise MemoryError(f"not enough memory for {what}: it needs {format_bytes(nbytes)}, more "
+                          f"than this machine's {format_bytes(total)}")
+
+
 def allocate(size, dtype, what):
-    """``np.zeros(size, dtype)``; MemoryError naming ``what`` and its size when it does not fit."""
+    """``np.zeros(size, dtype)``; MemoryError naming ``what`` and its size when it does not fit
+    (more than the physical memory is not attempted, see :func:`check_memory`)."""
     dtype = np.dtype(dtype)
+    check_memory(size * dtype.itemsize, f"{what} ({size:,} {dtype.name} numbers)")
     try:
         return np.zeros(size, dtype=dtype)
     except MemoryError:
         raise MemoryError(f"not enough memory for {what}: {size:,} {dtype.name} numbers "
                           f"({format_bytes(size * dtype.itemsize)})") from None
+
+
+_SHUFFLE_STATE_KEYS = {"bit_generator", "state", "has_uint32", "uinteger"}
+
+
+def check_shuffle_state(state, name="shuffle_state"):
+    """A copy of ``state`` when it is the state of a PCG64 generator, as
+    ``numpy.random.default_rng().bit_generator.state`` gives it: the keys bit_generator
+    ("PCG64"), state ({"state": int, "inc": int}, each in [0, 2**128)), has_uint32 (0 or 1) and
+    uinteger (in [0, 2**32)). TypeError/ValueError naming ``name`` and the entry otherwise."""
+    if not isinstance(state, dict):
+        raise TypeError(f"{name} must be a dict (a PCG64 bit-generator state); got "
+                        f"{type(state).__name__}")
+    if set(state) != _SHUFFLE_STATE_KEYS:
+        raise ValueError(f"{name} must have the keys {sorted(_SHUFFLE_STATE_KEYS)}; got "
+                         f"{sorted(map(str, state))}")
+    if state["bit_generator"] != "PCG64":
+        raise ValueError(f"{name}['bit_generator'] must be 'PCG64'; got {state['bit_generator']!r}")
+    inner = state["state"]
+    if not isinstance(inner, dict) or set(inner) != {"state", "inc"}:
+        raise ValueError(f"{name}['state'] must be a dict with the keys 'inc' and 'state'; got "
+                         f"{inner!r}")
+    for key in ("state", "inc"):
+        check_int(inner[key], f"{name}['state'][{key!r}]", 0, 2 ** 128 - 1)
+    check_int(state["has_uint32"], f"{name}['has_uint32']", 0, 1)
+    check_int(state["uinteger"], f"{name}['uinteger']", 0, 2 ** 32 - 1)
+    return {"bit_generator": "PCG64",
+            "state": {"state": int(inner["state"]), "inc": int(inner["inc"])},
+            "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])}

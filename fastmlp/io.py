@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import re
 import tempfile
 import zipfile
 
 import numpy as np
+
+from ._validation import check_memory
 
 META_KEY = "__meta__"
 # object arrays are refused before writing; older NumPy has no allow_pickle argument to savez
@@ -150,8 +153,11 @@ def _foreign_kind(path):
     return "some other binary file"
 
 
-def _read_header(entry):
-    """ArrayHeader of an open .npy member; ValueError for an unreadable or non-numeric header."""
+def _read_header(entry, stored_bytes):
+    """ArrayHeader of an open .npy member of ``stored_bytes`` bytes (header and data); ValueError
+    for an unreadable header, a negative dimension, or a shape and dtype whose data would take
+    another number of bytes than the member holds after its header (so that no array is
+    allocated at a size the file does not back)."""
     version = np.lib.format.read_magic(entry)
     if version == (1, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_1_0(entry)
@@ -159,7 +165,16 @@ def _read_header(entry):
         shape, fortran, dtype = np.lib.format.read_array_header_2_0(entry)
     else:
         raise ValueError(f"unsupported .npy format version {version}")
-    return ArrayHeader((tuple(int(n) for n in shape), np.dtype(dtype)))
+    shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+    if any(n < 0 for n in shape):
+        raise ValueError(f"its header gives the negative shape {shape}")
+    if not dtype.hasobject:  # pickled object arrays are refused by their dtype, later
+        needed = math.prod(shape) * dtype.itemsize
+        held = stored_bytes - entry.tell()
+        if needed != held:
+            raise ValueError(f"its header says shape {shape} of {dtype} ({needed:,} bytes of "
+                             f"data) but the file holds {held:,} bytes after it")
+    return ArrayHeader((shape, dtype))
 
 
 class NpzReader:
@@ -170,8 +185,14 @@ class NpzReader:
         self.path, self._archive, self._members = path, archive, members
         self.meta, self.headers = meta, headers
 
+    def data_bytes(self):
+        """The bytes the arrays' data take once read, from their (checked) headers."""
+        return sum(math.prod(shape) * dtype.itemsize for shape, dtype in self.headers.values())
+
     def read_all(self):
-        """Every array (name → ndarray), each read only after its header was checked."""
+        """Every array (name → ndarray), each read only after its header was checked;
+        MemoryError, before reading, when together they exceed the physical memory."""
+        check_memory(self.data_bytes(), f"the arrays of {self.path!r}")
         arrays = {}
         for key in self.headers:
             try:
@@ -212,7 +233,7 @@ def _headers(archive, members, path):
     for key, member in members.items():
         try:
             with archive.open(member) as entry:
-                headers[key] = _read_header(entry)
+                headers[key] = _read_header(entry, archive.getinfo(member).file_size)
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, SyntaxError) as exc:
             raise FileFormatError(f"{path!r} is not a readable fastmlp file (truncated or not an "
                                   f".npz): array {key!r}: {exc}") from None

@@ -8,6 +8,7 @@ from . import __version__
 from ._validation import (
     MAX_SEED,
     allocate,
+    check_memory,
     check_network_size,
     check_real,
     check_seed,
@@ -116,6 +117,7 @@ class MLP:
         self.seed = checked["seed"]
         self.n_outputs = self.layers[-1].units
         self._layout = checked["layout"]
+        self._check_fits_in_memory()
         self._params = allocate(self._layout.n_params, self.dtype, "the model's parameters")
         self._buffers = allocate(self._layout.n_buffers, self.dtype, "its running statistics")
         self._params_view = views(self._params, self._layout.param_slots, ArrayViews)
@@ -125,6 +127,14 @@ class MLP:
         self.dropout_step = 0
         self.standardizer = None  # an optional fitted Standardizer saved with the model
         self._initialize()
+
+    def _check_fits_in_memory(self):
+        """MemoryError, before anything is allocated, when the parameters and running statistics
+        together need more than the machine's physical memory."""
+        layout, itemsize = self._layout, np.dtype(self.dtype).itemsize
+        check_memory((layout.n_params + layout.n_buffers) * itemsize,
+                     f"the model ({layout.n_params:,} parameters and {layout.n_buffers:,} running "
+                     f"statistics as {np.dtype(self.dtype).name})")
 
     @staticmethod
     def _checked_arguments(input_dim, layers, loss="cross_entropy", dtype="float32", device="cpu",

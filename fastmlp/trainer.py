@@ -9,7 +9,7 @@ import numpy as np
 
 from . import __version__
 from ._checkpoint import read_checkpoint
-from ._validation import check_real, check_seed, check_size, check_step
+from ._validation import check_real, check_seed, check_shuffle_state, check_size, check_step
 from .callbacks import Callback, EarlyStopping
 from .io import FileFormatError, atomic_save_npz
 from .model import MLP
@@ -115,6 +115,19 @@ class Trainer:
         self.stop_reason = None
         self._rng = np.random.default_rng(self.seed)
         self.engine = model.engine
+
+    @property
+    def shuffle_state(self):
+        """The state of the generator that shuffles the rows each epoch (seeded by ``seed``), as
+        a dict like ``numpy.random.default_rng().bit_generator.state`` (a PCG64 state; a fresh
+        copy on every read). Setting it, e.g. to a value read earlier, makes the next epochs
+        shuffle as they would have from there; the value is checked first (keys, types and
+        ranges) and a bad one raises TypeError/ValueError with the generator unchanged."""
+        return self._rng.bit_generator.state
+
+    @shuffle_state.setter
+    def shuffle_state(self, state):
+        self._rng.bit_generator.state = check_shuffle_state(state)
 
     # ----------------------------------------------------------------- data
     def _split(self, placed, validation_split):
@@ -319,7 +332,7 @@ class Trainer:
             "early_stopping": None if es is None else {"config": es.get_config(),
                                                         "state": es.get_state()},
             "epoch": self.epoch, "history": self.history, "stop_reason": self.stop_reason,
-            "rng": self._rng.bit_generator.state,
+            "rng": self.shuffle_state,
         }
         atomic_save_npz(path, arrays, meta)
 
@@ -347,7 +360,6 @@ class Trainer:
                 if "early_stopping/params" in arrays:
                     early.best_params = arrays["early_stopping/params"].astype(config["dtype"])
                     early.best_buffers = arrays["early_stopping/buffers"].astype(config["dtype"])
-            np.random.default_rng().bit_generator.state = meta["rng"]
             model = MLP(**config)
             model.load_state_arrays({k: v for k, v in arrays.items()
                                      if k.startswith(("params/", "buffers/"))}, repr(str(path)))
@@ -362,7 +374,7 @@ class Trainer:
             trainer.epoch = meta["epoch"]
             trainer.history = {k: list(v) for k, v in meta["history"].items()}
             trainer.stop_reason = meta["stop_reason"]
-            trainer._rng.bit_generator.state = meta["rng"]
+            trainer.shuffle_state = meta["rng"]
         except FileFormatError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
