@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._repr import ConstructorRepr
-from ._validation import check_features, check_int
+from ._validation import MAX_SEED, check_features, check_int, check_seed
 from .losses import prepare_targets
 from .model import MLP
 from .optimizers import Adam, Optimizer
@@ -74,9 +74,18 @@ class Bagging(ConstructorRepr):
         self.n_jobs = check_int(n_jobs, "n_jobs")
         if self.n_jobs == 0 or self.n_jobs < -1:
             raise ValueError(f"n_jobs must be -1 or a positive integer; got {n_jobs}")
-        self.seed = check_int(seed, "seed", minimum=0)
+        self.seed = self._check_member_seeds(seed, self.n_estimators)
         self.members = []
         self.histories = []
+
+    @staticmethod
+    def _check_member_seeds(seed, n_estimators):
+        """``seed`` when the member seeds seed, seed + 1, ..., seed + n_estimators - 1 all lie in
+        [0, MAX_SEED] (they reach the kernels as int64); ValueError naming ``seed`` otherwise."""
+        seed = check_seed(seed)
+        check_int(seed, "seed", 0, MAX_SEED - (n_estimators - 1),
+                  f"member i is seeded with seed + i, up to seed + {n_estimators - 1}")
+        return seed
 
     def _repr_arguments(self):
         return dict(model=self.template, **self.trainer_options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 
+from ._validation import check_size
 from .kernels.contract import ACTIVATION_CODES
 
 ACTIVATIONS = tuple(ACTIVATION_CODES)
@@ -18,7 +19,8 @@ class Dense:
     Parameters
     ----------
     units : int
-        Number of outputs (> 0).
+        Number of outputs, 1 to 2**31 - 1 (``fastmlp._validation.MAX_SIZE``; with maxout,
+        units × pieces is held to the same limit).
     activation : str
         One of ``linear`` (default), ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu``, ``elu``,
         ``softplus``, ``gelu``, ``maxout``.
@@ -40,6 +42,7 @@ class Dense:
             raise TypeError(f"units must be a positive integer; got {units!r}")
         if units <= 0:
             raise ValueError(f"units must be a positive integer; got {units}")
+        check_size(units, "units")
         if not isinstance(activation, str) or activation not in ACTIVATION_CODES:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
         if not isinstance(batchnorm, (bool, int)) or isinstance(batchnorm, float):
@@ -63,6 +66,7 @@ class Dense:
                 raise TypeError(f"pieces must be an integer >= 2; got {pieces!r}")
             if pieces < 2:
                 raise ValueError(f"pieces must be >= 2 for maxout; got {pieces}")
+            check_size(units * pieces, "units * pieces (the layer's width)")
         self.units = int(units)
         self.activation = activation
         self.batchnorm = bool(batchnorm)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from . import __version__
-from ._validation import check_int, check_real, resolve_dtype
+from ._validation import (
+    MAX_SEED,
+    allocate,
+    check_memory,
+    check_network_size,
+    check_real,
+    check_seed,
+    check_size,
+    check_state_values,
+    check_step,
+    format_bytes,
+    resolve_dtype,
+)
 from .engines import DEVICES, engine_for
 from .engines.layout import ArrayViews, build_layout, views
 from .initializers import INITIALIZERS, INITS
-from .io import FileFormatError, atomic_save_npz, load_npz
+from .io import FileFormatError, atomic_save_npz, check_arrays, config_error, open_npz
 from .layers import RELU_FAMILY, Dense
 from .losses import CLASSIFICATION_LOSSES, LABEL_LOSSES, check_loss_name
 from .preprocessing import Standardizer
@@ -32,13 +42,31 @@ def _sigmoid(z):
     return out
 
 
+def _standardizer_arrays(input_dim):
+    """The arrays a Standardizer saved with a model of ``input_dim`` features adds to its file
+    (dtype None: any float dtype)."""
+    return {"standardizer/eps": ((), None), "standardizer/mean": ((input_dim,), None),
+            "standardizer/var": ((input_dim,), None)}
+
+
+def check_model_state_values(arrays, source):
+    """FileFormatError naming the array unless the ``params/…`` and ``buffers/…`` of ``arrays``
+    obey the rules that assigning ``model.params[key]`` applies: finite values, and running
+    variances >= 0 (a negative one would make batchnorm divide by the square root of it)."""
+    for name, value in arrays.items():
+        if name.startswith(("params/", "buffers/")):
+            check_state_values(value, f"{source}: {name}", error=FileFormatError,
+                               non_negative=name.endswith(".running_var"))
+
+
 class MLP:
     """A multilayer perceptron.
 
     Parameters
     ----------
     input_dim : int
-        Number of input features.
+        Number of input features, 1 to 2**31 - 1 (layer widths have the same limit, and a model
+        holds at most 2**48 parameters; see ``fastmlp._validation``).
     layers : list of Dense
         The layers, first to last; the last layer's outputs are the logits / predictions.
     loss : str
@@ -57,7 +85,8 @@ class MLP:
         ``auto`` (he for relu, leaky_relu, elu, gelu, maxout; xavier otherwise), ``he`` or ``xavier``.
     seed : int or None
         Seeds the initial weights and the dropout masks; the same seed gives the same model and the
-        same masks on every run. None draws a fresh seed (kept in ``model.seed``).
+        same masks on every run; 0 to 2**63 - 1 (the kernels take int64). None draws a fresh seed
+        (kept in ``model.seed``).
 
     Attributes
     ----------
@@ -78,33 +107,19 @@ class MLP:
 
     def __init__(self, input_dim, layers, loss="cross_entropy", dtype="float32", device="cpu",
                  init="auto", seed=0):
-        self.input_dim = check_int(input_dim, "input_dim", minimum=1)
-        if isinstance(layers, Dense) or not isinstance(layers, (list, tuple)):
-            raise TypeError("layers must be a list of fastmlp.Dense")
-        if not layers:
-            raise ValueError("layers must contain at least one Dense layer")
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Dense):
-                raise TypeError(f"layers[{i}] must be a fastmlp.Dense; got {type(layer).__name__}")
-        self.layers = [Dense.from_config(layer.get_config()) for layer in layers]
-        self.loss = check_loss_name(loss)
-        self.dtype = resolve_dtype(dtype)
-        if not isinstance(device, str) or device not in DEVICES:
-            raise ValueError(f"device must be 'cpu' or 'cuda'; got {device!r}")
-        self.device = device
-        if not isinstance(init, str) or init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
-        self.init = init
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2 ** 63))
-        self.seed = check_int(seed, "seed", minimum=0)
+        checked = self._checked_arguments(input_dim, layers, loss, dtype, device, init, seed)
+        self.input_dim = checked["input_dim"]
+        self.layers = checked["layers"]
+        self.loss = checked["loss"]
+        self.dtype = checked["dtype"]
+        self.device = checked["device"]
+        self.init = checked["init"]
+        self.seed = checked["seed"]
         self.n_outputs = self.layers[-1].units
-        if self.loss in LABEL_LOSSES and self.n_outputs < 2:
-            raise ValueError(f"loss {self.loss!r} needs a last layer with at least 2 units (one per "
-                             f"class); got {self.n_outputs}")
-        self._layout = build_layout(self.input_dim, self.layers)
-        self._params = np.zeros(self._layout.n_params, dtype=self.dtype)
-        self._buffers = np.zeros(self._layout.n_buffers, dtype=self.dtype)
+        self._layout = checked["layout"]
+        self._check_fits_in_memory()
+        self._params = allocate(self._layout.n_params, self.dtype, "the model's parameters")
+        self._buffers = allocate(self._layout.n_buffers, self.dtype, "its running statistics")
         self._params_view = views(self._params, self._layout.param_slots, ArrayViews)
         self._buffers_view = views(self._buffers, self._layout.buffer_slots, ArrayViews)
         self._engine = engine_for(device, self._layout, self._params, self._buffers, self.dtype,
@@ -112,6 +127,58 @@ class MLP:
         self.dropout_step = 0
         self.standardizer = None  # an optional fitted Standardizer saved with the model
         self._initialize()
+
+    def _check_fits_in_memory(self):
+        """MemoryError, before anything is allocated, when the parameters and running statistics
+        together need more than the machine's physical memory."""
+        layout, itemsize = self._layout, np.dtype(self.dtype).itemsize
+        check_memory((layout.n_params + layout.n_buffers) * itemsize,
+                     f"the model ({layout.n_params:,} parameters and {layout.n_buffers:,} running "
+                     f"statistics as {np.dtype(self.dtype).name})")
+
+    @staticmethod
+    def _checked_arguments(input_dim, layers, loss="cross_entropy", dtype="float32", device="cpu",
+                        init="auto", seed=0):
+        """The constructor's arguments validated, without allocating anything: a dict of them
+        (``layers`` as fresh Dense copies, ``seed`` drawn when None) plus ``layout``, the
+        :class:`~fastmlp.engines.layout.NetworkLayout`. Raises TypeError/ValueError naming the
+        argument; sizes are held to the limits of ``fastmlp._validation`` (MAX_SIZE, MAX_SEED,
+        MAX_PARAMS)."""
+        input_dim = check_size(input_dim, "input_dim")
+        if isinstance(layers, Dense) or not isinstance(layers, (list, tuple)):
+            raise TypeError("layers must be a list of fastmlp.Dense")
+        if not layers:
+            raise ValueError("layers must contain at least one Dense layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Dense):
+                raise TypeError(f"layers[{i}] must be a fastmlp.Dense; got {type(layer).__name__}")
+        layers = [Dense.from_config(layer.get_config()) for layer in layers]
+        loss = check_loss_name(loss)
+        dtype = resolve_dtype(dtype)
+        if not isinstance(device, str) or device not in DEVICES:
+            raise ValueError(f"device must be 'cpu' or 'cuda'; got {device!r}")
+        if not isinstance(init, str) or init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (MAX_SEED + 1))
+        seed = check_seed(seed)
+        if loss in LABEL_LOSSES and layers[-1].units < 2:
+            raise ValueError(f"loss {loss!r} needs a last layer with at least 2 units (one per "
+                             f"class); got {layers[-1].units}")
+        check_network_size(input_dim, layers)
+        return {"input_dim": input_dim, "layers": layers, "loss": loss, "dtype": dtype,
+                "device": device, "init": init, "seed": seed,
+                "layout": build_layout(input_dim, layers)}
+
+    @property
+    def dropout_step(self):
+        """The training step whose dropout masks the next training pass draws (an integer in
+        [0, 2**62]); each training pass advances it by one."""
+        return self._dropout_step
+
+    @dropout_step.setter
+    def dropout_step(self, value):
+        self._dropout_step = check_step(value, "dropout_step")
 
     # ----------------------------------------------------------------- construction
     def _initialize(self):
@@ -121,7 +188,12 @@ class MLP:
             scheme = self.init
             if scheme == "auto":
                 scheme = "he" if layer.activation in RELU_FAMILY else "xavier"
-            self.params[f"{l}.W"][...] = INITIALIZERS[scheme](rng, fan_in, layer.width)
+            try:
+                self.params[f"{l}.W"][...] = INITIALIZERS[scheme](rng, fan_in, layer.width)
+            except MemoryError:
+                raise MemoryError(f"not enough memory to initialize {l}.W, {fan_in} × "
+                                  f"{layer.width} numbers "
+                                  f"({format_bytes(8 * fan_in * layer.width)} as float64)") from None
             if layer.batchnorm:
                 self.params[f"{l}.gamma"][...] = 1.0
                 self.buffers[f"{l}.running_var"][...] = 1.0
@@ -183,7 +255,7 @@ class MLP:
             step = self.dropout_step
             self.dropout_step += 1
             return step
-        return check_int(dropout_step, "dropout_step", minimum=0)
+        return check_step(dropout_step, "dropout_step")
 
     def forward(self, X, training=False, dropout_step=None):
         """Raw outputs (logits) of the last layer, shape (n, n_outputs).
@@ -320,11 +392,15 @@ class MLP:
         ``standardizer`` (a fitted :class:`fastmlp.Standardizer`, default ``self.standardizer``)
         is stored in the same file; :meth:`load` puts it back in ``model.standardizer``.
         """
-        arrays = self.state_arrays()
+        name = "model.standardizer" if standardizer is None else "standardizer"
         standardizer = self.standardizer if standardizer is None else standardizer
+        arrays = self.state_arrays()
         if standardizer is not None:
+            if not isinstance(standardizer, Standardizer):
+                raise TypeError(f"{name} must be a fitted fastmlp.Standardizer or None; got "
+                                f"{type(standardizer).__name__}")
             if getattr(standardizer, "n_features_in_", self.input_dim) != self.input_dim:
-                raise ValueError(f"standardizer was fitted on {standardizer.n_features_in_} "
+                raise ValueError(f"{name} was fitted on {standardizer.n_features_in_} "
                                  f"features; the model takes {self.input_dim}")
             for key, value in standardizer.state_dict().items():
                 arrays[f"standardizer/{key}"] = value
@@ -335,30 +411,85 @@ class MLP:
         """Read a model written by :meth:`save`. Raises FileFormatError (a ValueError) for truncated,
         foreign or newer-format files; nothing in the file is executed.
 
+        Everything is checked before the model is built: the metadata's fields and the
+        architecture (held to the constructor's limits), the stored arrays' names, shapes and
+        dtypes against those the architecture needs (read from the array headers, before any
+        array data), and their values (finite; running variances >= 0).
+
         ``device`` (``"cpu"`` or ``"cuda"``) overrides the device stored in the file, e.g. to use
         a model trained on the GPU on a machine without one; None keeps the stored device."""
-        arrays, meta = load_npz(path, cls.FILE_FORMAT, cls.FORMAT_VERSION)
         if device is not None and (not isinstance(device, str) or device not in DEVICES):
             raise ValueError(f"device must be 'cpu', 'cuda' or None; got {device!r}")
-        try:
-            config = dict(meta["config"])
-            if device is not None:
-                config["device"] = device
-            model = cls.from_config(config)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FileFormatError(f"{path!r} has an invalid architecture: {exc}") from None
+        source = repr(str(path))
+        with open_npz(path, cls.FILE_FORMAT, cls.FORMAT_VERSION) as npz:
+            config = cls._file_config(npz.meta.get("config"), source, "config", device)
+            dropout_step = npz.meta.get("dropout_step", 0)
+            if dropout_step is None:
+                dropout_step = 0  # files of early versions may lack it
+            try:
+                dropout_step = check_step(dropout_step, "dropout_step")
+            except (TypeError, ValueError) as exc:
+                raise FileFormatError(f"{source}: metadata field {exc}") from None
+            state_arrays = cls._expected_state_arrays(config)
+            check_arrays(npz.headers, source, state_arrays,
+                         optional=_standardizer_arrays(config["input_dim"]), together=True)
+            arrays = npz.read_all()
+        check_model_state_values(arrays, source)
         standardizer_state = {k.split("/", 1)[1]: arrays.pop(k) for k in list(arrays)
                               if k.startswith("standardizer/")}
-        model.load_state_arrays(arrays, source=repr(str(path)))
+        standardizer = None
         if standardizer_state:
             try:
-                model.standardizer = Standardizer.from_state_dict(standardizer_state)
+                standardizer = Standardizer.from_state_dict(standardizer_state)
             except (KeyError, TypeError, ValueError) as exc:
-                raise FileFormatError(f"{path!r} has an invalid standardizer: {exc}") from None
-        step = meta.get("dropout_step", 0)
-        if isinstance(step, numbers.Integral) and not isinstance(step, bool) and step >= 0:
-            model.dropout_step = int(step)
+                raise FileFormatError(f"{source} has an invalid standardizer: {exc}") from None
+        model = cls(**config)
+        model.load_state_arrays(arrays, source=source)
+        model.standardizer = standardizer
+        model.dropout_step = dropout_step
         return model
+
+    @classmethod
+    def _file_config(cls, config, source, field, device=None):
+        """Constructor arguments from a file's ``field`` (a dict like :meth:`get_config`),
+        checked by :meth:`_checked_arguments` (nothing allocated); FileFormatError naming the
+        field otherwise. ``device`` (not None) replaces the stored device."""
+        if not isinstance(config, dict):
+            raise config_error(source, field, "a JSON object (dict)", config)
+        config = dict(config)
+        layers = config.get("layers")
+        if not isinstance(layers, list):
+            raise config_error(source, f"{field}.layers", "a list of layer configs", layers)
+        dense = []
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, dict):
+                raise config_error(source, f"{field}.layers[{i}]", "a JSON object (dict)", layer)
+            try:
+                dense.append(Dense.from_config(layer))
+            except (TypeError, ValueError) as exc:
+                raise FileFormatError(f"{source} has an invalid architecture in metadata field "
+                                      f"'{field}.layers[{i}]': {exc}") from None
+        config["layers"] = dense
+        if device is not None:
+            config["device"] = device
+        try:
+            checked = cls._checked_arguments(**config)
+        except (TypeError, ValueError) as exc:
+            raise FileFormatError(f"{source} has an invalid architecture in metadata field "
+                                  f"{field!r}: {exc}") from None
+        checked.pop("layout")
+        return checked
+
+    @staticmethod
+    def _expected_state_arrays(config):
+        """{"params/0.W": ((in, out), dtype), …, "buffers/…": …}: what :meth:`state_arrays` of a
+        model built from the checked ``config`` holds, computed without building it."""
+        layout = build_layout(config["input_dim"], config["layers"])
+        dtype = resolve_dtype(config["dtype"])
+        expected = {f"params/{slot.key}": (slot.shape, dtype) for slot in layout.param_slots}
+        expected.update({f"buffers/{slot.key}": (slot.shape, dtype)
+                         for slot in layout.buffer_slots})
+        return expected
 
     # ----------------------------------------------------------------- interoperability
     def to_onnx(self, path, opset=None):

@@ -37,6 +37,7 @@ import numbers
 
 import numpy as np
 
+from ._validation import MAX_STEP, check_state_values
 from .kernels.contract import ADAGRAD, ADAM, N_COEFFICIENTS, RMSPROP, RPROP, SGD
 from .kernels.cpu import optimizers as _kernels
 
@@ -49,6 +50,8 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _LARGEST = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64)}
 _EMPTY = {dtype: np.empty(0, dtype) for dtype in _FLOAT_DTYPES}
 _STATE_PREFIX = "state/"
+# state arrays that hold sums of squares or step sizes: negative values are never valid
+NON_NEGATIVE_STATES = frozenset({"sum", "square_avg", "exp_avg_sq", "max_exp_avg_sq", "step_size"})
 
 
 # ---------------------------------------------------------------- hyper-parameter validation
@@ -409,15 +412,16 @@ class Optimizer:
     def _parse_value(entry, item, value):
         if item == "step":
             step = np.asarray(value)
-            if step.ndim != 0 or step.dtype.kind not in "iu" or int(step) < 0:
-                raise ValueError(f"state_dict entry {entry!r} must be an integer >= 0, "
+            if step.ndim != 0 or step.dtype.kind not in "iu" or not 0 <= int(step) <= MAX_STEP:
+                raise ValueError(f"state_dict entry {entry!r} must be an integer in [0, 2**62], "
                                  f"got {value!r}")
             return int(step)
         array = np.array(value, copy=True, order="C")
         if array.dtype not in _FLOAT_DTYPES:
             raise TypeError(f"state_dict entry {entry!r} must be float32 or float64, "
                             f"got {array.dtype}")
-        return array
+        return check_state_values(array, f"state_dict entry {entry!r}",
+                                  non_negative=item in NON_NEGATIVE_STATES)
 
 
 # ---------------------------------------------------------------- optimizers

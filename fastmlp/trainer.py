@@ -8,9 +8,10 @@ import warnings
 import numpy as np
 
 from . import __version__
-from ._validation import check_int, check_real
+from ._checkpoint import read_checkpoint
+from ._validation import check_real, check_seed, check_shuffle_state, check_size, check_step
 from .callbacks import Callback, EarlyStopping
-from .io import FileFormatError, atomic_save_npz, load_npz
+from .io import FileFormatError, atomic_save_npz
 from .model import MLP
 from .optimizers import OPTIMIZERS, Adam, Optimizer
 from .progress import epoch_progress
@@ -34,15 +35,15 @@ class Trainer:
     model : MLP
     optimizer : Optimizer, default ``Adam(lr=1e-3)``
     batch_size : int
-        Rows per step; the last partial batch of an epoch is used, not dropped (with batchnorm, a
+        Rows per step, 1 to 2**31 - 1; the last partial batch of an epoch is used, not dropped (with batchnorm, a
         last batch of one row is merged into the previous batch, since batch statistics need two).
     epochs : int
-        Total epochs of the run; ``fit`` trains until ``epoch == epochs`` (a resumed trainer
+        Total epochs of the run, 0 to 2**62; ``fit`` trains until ``epoch == epochs`` (a resumed trainer
         finishes the run). Raise ``epochs`` to train further.
     shuffle : bool
         Reshuffle the rows each epoch with a generator seeded by ``seed`` (seed 003).
     seed : int
-        Seeds the shuffling and the ``validation_split``.
+        Seeds the shuffling and the ``validation_split``; 0 to 2**63 - 1.
     l1, l2 : float
         Penalties l1·Σ|W| + l2·ΣW² on the weight matrices (included in every reported loss).
     early_stopping : EarlyStopping, optional
@@ -96,10 +97,10 @@ class Trainer:
                 raise TypeError(f"callbacks[{i}] must have an on_epoch_end(epoch, metrics) method")
         self.model = model
         self.optimizer = optimizer
-        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
-        self.epochs = check_int(epochs, "epochs", minimum=0)
+        self.batch_size = check_size(batch_size, "batch_size")
+        self.epochs = check_step(epochs, "epochs")
         self.shuffle = bool(shuffle)
-        self.seed = check_int(seed, "seed", minimum=0)
+        self.seed = check_seed(seed)
         self.l1 = check_real(l1, "l1", minimum=0.0)
         self.l2 = check_real(l2, "l2", minimum=0.0)
         self.clip_norm = None if clip_norm is None else check_real(clip_norm, "clip_norm", minimum=0.0)
@@ -114,6 +115,19 @@ class Trainer:
         self.stop_reason = None
         self._rng = np.random.default_rng(self.seed)
         self.engine = model.engine
+
+    @property
+    def shuffle_state(self):
+        """The state of the generator that shuffles the rows each epoch (seeded by ``seed``), as
+        a dict like ``numpy.random.default_rng().bit_generator.state`` (a PCG64 state; a fresh
+        copy on every read). Setting it, e.g. to a value read earlier, makes the next epochs
+        shuffle as they would have from there; the value is checked first (keys, types and
+        ranges) and a bad one raises TypeError/ValueError with the generator unchanged."""
+        return self._rng.bit_generator.state
+
+    @shuffle_state.setter
+    def shuffle_state(self, state):
+        self._rng.bit_generator.state = check_shuffle_state(state)
 
     # ----------------------------------------------------------------- data
     def _split(self, placed, validation_split):
@@ -318,7 +332,7 @@ class Trainer:
             "early_stopping": None if es is None else {"config": es.get_config(),
                                                         "state": es.get_state()},
             "epoch": self.epoch, "history": self.history, "stop_reason": self.stop_reason,
-            "rng": self._rng.bit_generator.state,
+            "rng": self.shuffle_state,
         }
         atomic_save_npz(path, arrays, meta)
 
@@ -328,18 +342,13 @@ class Trainer:
         in the file and can be passed again here, and ``options`` go to the constructor of a
         subclass (e.g. ``comm`` of ``fastmlp.parallel.mpi.DistributedTrainer``). Raises FileFormatError for
         bad files."""
-        arrays, meta = load_npz(path, cls.FILE_FORMAT, cls.FORMAT_VERSION)
-        try:
-            model = MLP.from_config(meta["model"]["config"])
-            model.load_state_arrays({k: v for k, v in arrays.items()
-                                     if k.startswith(("params/", "buffers/"))}, repr(str(path)))
-            model.dropout_step = int(meta["model"]["dropout_step"])
+        checked = read_checkpoint(path, cls.FILE_FORMAT, cls.FORMAT_VERSION)
+        arrays, meta, config = checked.arrays, checked.meta, checked.config
+        try:  # everything but the model first: it is the large allocation
             opt_state = dict(meta["optimizer"])
             opt_state.update({k[len("optimizer/"):]: v for k, v in arrays.items()
                               if k.startswith("optimizer/")})
             optimizer = OPTIMIZERS[opt_state["class"]].from_state_dict(opt_state)
-            if meta["format_version"] == 1 and _FORMAT_1_OPTIMIZER_KEY in optimizer.state:
-                optimizer.split_flat_state(_FORMAT_1_OPTIMIZER_KEY, model.layout.param_slots)
             schedule = None
             if meta["schedule"] is not None:
                 schedule = SCHEDULES[meta["schedule"]["class"]](**meta["schedule"]["config"])
@@ -349,17 +358,23 @@ class Trainer:
                 early = EarlyStopping(**meta["early_stopping"]["config"])
                 early.set_state(meta["early_stopping"]["state"])
                 if "early_stopping/params" in arrays:
-                    early.best_params = arrays["early_stopping/params"].astype(model.dtype)
-                    early.best_buffers = arrays["early_stopping/buffers"].astype(model.dtype)
+                    early.best_params = arrays["early_stopping/params"].astype(config["dtype"])
+                    early.best_buffers = arrays["early_stopping/buffers"].astype(config["dtype"])
+            model = MLP(**config)
+            model.load_state_arrays({k: v for k, v in arrays.items()
+                                     if k.startswith(("params/", "buffers/"))}, repr(str(path)))
+            model.dropout_step = meta["model"]["dropout_step"]
+            if meta["format_version"] == 1 and _FORMAT_1_OPTIMIZER_KEY in optimizer.state:
+                optimizer.split_flat_state(_FORMAT_1_OPTIMIZER_KEY, model.layout.param_slots)
             stored = dict(meta["trainer"])
             if progress is not None:
                 stored["progress"] = progress
             trainer = cls(model, optimizer=optimizer, early_stopping=early, callbacks=callbacks,
                           lr_schedule=schedule, **stored, **options)
-            trainer.epoch = int(meta["epoch"])
+            trainer.epoch = meta["epoch"]
             trainer.history = {k: list(v) for k, v in meta["history"].items()}
             trainer.stop_reason = meta["stop_reason"]
-            trainer._rng.bit_generator.state = meta["rng"]
+            trainer.shuffle_state = meta["rng"]
         except FileFormatError:
             raise
         except (KeyError, TypeError, ValueError) as exc:

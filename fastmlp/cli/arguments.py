@@ -9,6 +9,7 @@ import argparse
 import math
 
 from .. import __version__
+from .._validation import MAX_SIZE
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -68,6 +69,10 @@ def _hidden_sizes(text):
         if size <= 0:
             raise argparse.ArgumentTypeError(
                 f"invalid hidden sizes {text!r}: layer sizes must be positive; got {size}")
+        if size > MAX_SIZE:
+            raise argparse.ArgumentTypeError(
+                f"invalid hidden sizes {text!r}: layer sizes must be <= {MAX_SIZE} (2**31 - 1); "
+                f"got {size}")
         sizes.append(size)
     return sizes
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._validation import overflow_message
 from .arguments import (
     BUILTIN_DATASETS,
     DEFAULT_TEST_SIZE,
@@ -30,6 +31,7 @@ class Data:
         self.feature_names = feature_names
         self.classes = None        # original label values when they were mapped to 0..C-1
         self.n_outputs = None
+        self.outputs_note = None   # why n_outputs exceeds the number of distinct labels
         self.notes = []
 
 
@@ -63,6 +65,7 @@ def _check_xy(X, y, what, x_name="X", y_name="y"):
         y = y[:, 0]
     if y.ndim not in (1, 2):
         raise CLIError(f"{what}: array {y_name!r} must be 1-D or 2-D; it has shape {y.shape}")
+    _check_columns(X, y, what, x_name, y_name)
     if y.shape[0] != X.shape[0]:
         raise CLIError(f"{what}: {x_name!r} has {X.shape[0]} rows but {y_name!r} has "
                        f"{y.shape[0]}")
@@ -73,6 +76,16 @@ def _check_xy(X, y, what, x_name="X", y_name="y"):
             raise CLIError(f"{what}: array {name!r} contains NaN or infinite values (missing "
                            f"data?); clean or impute them first")
     return X, y
+
+
+def _check_columns(X, y, what, x_name, y_name):
+    """CLIError when X has no feature columns or a 2-D y no target columns."""
+    if X.shape[1] == 0:
+        raise CLIError(f"{what}: array {x_name!r} has shape {X.shape}: no feature columns; "
+                       f"at least one is needed")
+    if y.ndim == 2 and y.shape[1] == 0:
+        raise CLIError(f"{what}: array {y_name!r} has shape {y.shape}: no target columns; the "
+                       f"target needs at least one value per sample (shape (n,) or (n, k), k >= 1)")
 
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (an empty one has only its end record)
@@ -304,6 +317,9 @@ def prepare_targets(data, loss):
     if values[0] >= 0 and loss != "binary_cross_entropy":
         n_classes = int(values[-1]) + 1
         codes = labels
+        if n_classes > values.size:
+            data.outputs_note = (f"the labels are class indices, so the largest label, "
+                                 f"{values[-1]}, makes {n_classes} outputs")
     else:
         n_classes = int(values.size)
         codes = np.searchsorted(values, labels)
@@ -352,16 +368,30 @@ def _validation_split(X, y, fraction, seed):
                      f"samples")
 
 
+def _cast(arr, dtype, name, what):
+    """``arr`` (finite: checked when it was read) as C-contiguous ``dtype``; CLIError when its
+    values overflow ``dtype`` (e.g. float64 1e300 read for --dtype float32)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise CLIError(overflow_message(arr, dtype, name,
+                                        f"use --dtype float64 or rescale the {what}"))
+    return out
+
+
 def prepare_splits(args, data, validation):
     """Cast to ``--dtype``, hold out the validation rows and fit/apply the Standardizer."""
     from ..preprocessing import Standardizer
     dtype = np.dtype(args.dtype)
-    X_train = np.ascontiguousarray(data.X_train, dtype=dtype)
-    X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
+    X_train = _cast(data.X_train, dtype, f"{data.name}: X", "features")
+    X_test = _cast(data.X_test, dtype, f"{data.name}: X", "features")
     if X_train.shape[1] != X_test.shape[1]:
         raise CLIError(f"the training data have {X_train.shape[1]} features but the test data "
                        f"have {X_test.shape[1]}")
     y_train, y_test = data.y_train, data.y_test
+    for y in (y_train, y_test):
+        if y.dtype.kind == "f":  # regression values or probabilities: the model casts them
+            _cast(y, dtype, f"{data.name}: y", "targets")
     X_val = y_val = None
     if validation > 0.0:
         X_train, y_train, X_val, y_val = _validation_split(X_train, y_train, validation, args.seed)

@@ -1,6 +1,6 @@
 """The entry point of the ``fastmlp`` command: parse the arguments, run the command's handler,
-and turn the errors a user can cause into one ``fastmlp COMMAND: error: ...`` line on stderr
-with exit status 2 (130 when interrupted)."""
+and turn the errors a user can cause (bad input, a model too large for memory) into one
+``fastmlp COMMAND: error: ...`` line on stderr with exit status 2 (130 when interrupted)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def _main(argv, started):
     prog = f"fastmlp {args.command}"
     try:
         return args.handler(args, started)
-    except (CLIError, ValueError, TypeError, OSError, ImportError, CudaUnavailableError,
-            DistributedError) as exc:
+    except (CLIError, ValueError, TypeError, OSError, ImportError, MemoryError,
+            CudaUnavailableError, DistributedError) as exc:
         message = str(exc) or type(exc).__name__
         if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
             message = f"{exc.strerror}: {exc.filename}"

@@ -92,6 +92,16 @@ class _Run:
     """What ``fastmlp train`` builds before training."""
 
 
+def _model(args, splits, data):
+    """The run's model; CLIError (one line) when it does not fit in memory, saying why the
+    output layer is as wide as it is when the labels made it so."""
+    try:
+        return build_model(args, splits.X_train.shape[1], data.n_outputs)
+    except MemoryError as exc:
+        why = f" ({data.outputs_note})" if data.outputs_note else ""
+        raise CLIError(f"{exc}{why}") from None
+
+
 def _set_up(args, comm, root):
     """Data, model, optimizer and trainer of the run; only rank 0 makes the output folder."""
     run = _Run()
@@ -104,7 +114,7 @@ def _set_up(args, comm, root):
         say(PROG, "note", note)
     prepare_targets(data, args.loss)
     run.splits = splits = prepare_splits(args, data, run.validation)
-    run.model = model = build_model(args, splits.X_train.shape[1], data.n_outputs)
+    run.model = model = _model(args, splits, data)
     run.early = None
     if args.early_stopping is not None:
         run.early = fm.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
@@ -143,7 +153,7 @@ def _train(args, started, comm, root):
     show = (lambda text: None) if args.quiet else (lambda text: print(text, file=out, flush=True))
     try:
         run = _set_up(args, comm, root)
-    except (CLIError, ValueError, TypeError, OSError, ImportError) as exc:
+    except (CLIError, ValueError, TypeError, OSError, ImportError, MemoryError) as exc:
         if comm is None:
             raise
         comm.agree(exc, "the set-up of the run")  # raises exc here, DistributedError elsewhere

@@ -169,6 +169,18 @@ class ArrayViews(dict):
     flat = None
 
     def __setitem__(self, key, value):
+        dict.__getitem__(self, key)[...] = self._checked(key, value)
+
+    def update(self, other=(), **kwargs):
+        """Assign several keys; every value is checked before any is copied in."""
+        checked = {key: self._checked(key, value) for key, value in dict(other, **kwargs).items()}
+        for key, value in checked.items():
+            dict.__getitem__(self, key)[...] = value
+
+    def _checked(self, key, value):
+        """``value`` as the dtype of view ``key`` when it may be stored there: KeyError for an
+        unknown key, ValueError for another shape, NaN/inf (also after the cast: 1e300 does not
+        fit in float32) or a negative running variance, TypeError for a non-numeric dtype."""
         if key not in self:
             raise KeyError(f"unknown key {key!r}; known keys: {', '.join(self)}")
         target = dict.__getitem__(self, key)
@@ -179,11 +191,14 @@ class ArrayViews(dict):
             raise TypeError(f"{key} must be a real numeric array; got dtype {value.dtype}")
         if not np.all(np.isfinite(value)):
             raise ValueError(f"{key} contains NaN or inf")
-        target[...] = value
-
-    def update(self, other=(), **kwargs):
-        for key, value in dict(other, **kwargs).items():
-            self[key] = value
+        with np.errstate(over="ignore"):
+            cast = value.astype(target.dtype)
+        if not np.all(np.isfinite(cast)):
+            raise ValueError(f"{key} has values that overflow {target.dtype} (largest magnitude "
+                             f"{float(np.max(np.abs(value))):.3g})")
+        if key.endswith(".running_var") and cast.size and float(np.min(cast)) < 0.0:
+            raise ValueError(f"{key} must be non-negative; got {float(np.min(cast)):.6g}")
+        return cast
 
     def _frozen(self, *args, **kwargs):
         raise TypeError("keys of a model's params/buffers cannot be added or removed")

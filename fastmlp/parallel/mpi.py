@@ -303,11 +303,11 @@ class DistributedTrainer(Trainer):
             self.comm.bcast_array(engine.buffers, "the broadcast of the batchnorm statistics")
         state = self.comm.bcast_object(
             (self.optimizer.state_dict(), model.dropout_step, self.epoch,
-             self._rng.bit_generator.state), "the broadcast of the training state")
+             self.shuffle_state), "the broadcast of the training state")
         if not self.is_root:
             opt_state, model.dropout_step, self.epoch, rng_state = state
             self.optimizer.load_state_dict(opt_state)
-            self._rng.bit_generator.state = rng_state
+            self.shuffle_state = rng_state
 
     def _callbacks_stop(self, requested):
         decision = np.array([1 if requested else 0], dtype=np.int64)
