@@ -16,9 +16,10 @@ from ._validation import (
     check_state_values,
     check_step,
 )
+from .architecture import expected_state_arrays, file_config
 from .engines.layout import build_layout, views
 from .io import FileFormatError, check_arrays, config_error, meta_field, open_npz
-from .model import MLP, check_model_state_values
+from .model import check_model_state_values
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 
@@ -58,11 +59,11 @@ def read_checkpoint(path, file_format, max_version):
     source = repr(str(path))
     with open_npz(path, file_format, max_version) as npz:
         meta = npz.meta
-        config = MLP._file_config(meta_field(meta, "model.config", dict, source), source,
+        config = file_config(meta_field(meta, "model.config", dict, source), source,
                                   "model.config")
         _check_fields(meta, source)
         layout = build_layout(config["input_dim"], config["layers"])
-        required = MLP._expected_state_arrays(config)
+        required = expected_state_arrays(config)
         optional = _optimizer_arrays(meta, layout, config["dtype"], source)
         early = _early_stopping_arrays(meta, layout)
         check_arrays(npz.headers, source, required, dict(optional, **early))
@@ -138,7 +139,7 @@ def _check_hook_fields(meta, section, source):
 def _optimizer_arrays(meta, layout, dtype, source):
     """{"optimizer/state/<key>/<name>": (shape, dtype)} of every state array the checkpoint's
     optimizer may store (format 1 kept a model's state flat under the key "params")."""
-    names = OPTIMIZERS[meta["optimizer"]["class"]]._STATE_NAMES
+    names = OPTIMIZERS[meta["optimizer"]["class"]].STATE_NAMES
     slots = [(slot.key, slot.shape) for slot in layout.param_slots]
     if meta["format_version"] == 1:
         slots.append(("params", (layout.n_params,)))

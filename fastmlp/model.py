@@ -6,24 +6,20 @@ import numpy as np
 
 from . import __version__
 from ._validation import (
-    MAX_SEED,
     allocate,
     check_memory,
-    check_network_size,
     check_real,
-    check_seed,
-    check_size,
     check_state_values,
     check_step,
     format_bytes,
-    resolve_dtype,
 )
+from .architecture import checked_arguments, expected_state_arrays, file_config
 from .engines import DEVICES, engine_for
-from .engines.layout import ArrayViews, build_layout, views
-from .initializers import INITIALIZERS, INITS
-from .io import FileFormatError, atomic_save_npz, check_arrays, config_error, open_npz
+from .engines.layout import ArrayViews, views
+from .initializers import INITIALIZERS
+from .io import FileFormatError, atomic_save_npz, check_arrays, open_npz
 from .layers import RELU_FAMILY, Dense
-from .losses import CLASSIFICATION_LOSSES, LABEL_LOSSES, check_loss_name
+from .losses import CLASSIFICATION_LOSSES, LABEL_LOSSES
 from .preprocessing import Standardizer
 
 
@@ -107,7 +103,7 @@ class MLP:
 
     def __init__(self, input_dim, layers, loss="cross_entropy", dtype="float32", device="cpu",
                  init="auto", seed=0):
-        checked = self._checked_arguments(input_dim, layers, loss, dtype, device, init, seed)
+        checked = checked_arguments(input_dim, layers, loss, dtype, device, init, seed)
         self.input_dim = checked["input_dim"]
         self.layers = checked["layers"]
         self.loss = checked["loss"]
@@ -135,40 +131,6 @@ class MLP:
         check_memory((layout.n_params + layout.n_buffers) * itemsize,
                      f"the model ({layout.n_params:,} parameters and {layout.n_buffers:,} running "
                      f"statistics as {np.dtype(self.dtype).name})")
-
-    @staticmethod
-    def _checked_arguments(input_dim, layers, loss="cross_entropy", dtype="float32", device="cpu",
-                        init="auto", seed=0):
-        """The constructor's arguments validated, without allocating anything: a dict of them
-        (``layers`` as fresh Dense copies, ``seed`` drawn when None) plus ``layout``, the
-        :class:`~fastmlp.engines.layout.NetworkLayout`. Raises TypeError/ValueError naming the
-        argument; sizes are held to the limits of ``fastmlp._validation`` (MAX_SIZE, MAX_SEED,
-        MAX_PARAMS)."""
-        input_dim = check_size(input_dim, "input_dim")
-        if isinstance(layers, Dense) or not isinstance(layers, (list, tuple)):
-            raise TypeError("layers must be a list of fastmlp.Dense")
-        if not layers:
-            raise ValueError("layers must contain at least one Dense layer")
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Dense):
-                raise TypeError(f"layers[{i}] must be a fastmlp.Dense; got {type(layer).__name__}")
-        layers = [Dense.from_config(layer.get_config()) for layer in layers]
-        loss = check_loss_name(loss)
-        dtype = resolve_dtype(dtype)
-        if not isinstance(device, str) or device not in DEVICES:
-            raise ValueError(f"device must be 'cpu' or 'cuda'; got {device!r}")
-        if not isinstance(init, str) or init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (MAX_SEED + 1))
-        seed = check_seed(seed)
-        if loss in LABEL_LOSSES and layers[-1].units < 2:
-            raise ValueError(f"loss {loss!r} needs a last layer with at least 2 units (one per "
-                             f"class); got {layers[-1].units}")
-        check_network_size(input_dim, layers)
-        return {"input_dim": input_dim, "layers": layers, "loss": loss, "dtype": dtype,
-                "device": device, "init": init, "seed": seed,
-                "layout": build_layout(input_dim, layers)}
 
     @property
     def dropout_step(self):
@@ -422,7 +384,7 @@ class MLP:
             raise ValueError(f"device must be 'cpu', 'cuda' or None; got {device!r}")
         source = repr(str(path))
         with open_npz(path, cls.FILE_FORMAT, cls.FORMAT_VERSION) as npz:
-            config = cls._file_config(npz.meta.get("config"), source, "config", device)
+            config = file_config(npz.meta.get("config"), source, "config", device)
             dropout_step = npz.meta.get("dropout_step", 0)
             if dropout_step is None:
                 dropout_step = 0  # files of early versions may lack it
@@ -430,7 +392,7 @@ class MLP:
                 dropout_step = check_step(dropout_step, "dropout_step")
             except (TypeError, ValueError) as exc:
                 raise FileFormatError(f"{source}: metadata field {exc}") from None
-            state_arrays = cls._expected_state_arrays(config)
+            state_arrays = expected_state_arrays(config)
             check_arrays(npz.headers, source, state_arrays,
                          optional=_standardizer_arrays(config["input_dim"]), together=True)
             arrays = npz.read_all()
@@ -448,48 +410,6 @@ class MLP:
         model.standardizer = standardizer
         model.dropout_step = dropout_step
         return model
-
-    @classmethod
-    def _file_config(cls, config, source, field, device=None):
-        """Constructor arguments from a file's ``field`` (a dict like :meth:`get_config`),
-        checked by :meth:`_checked_arguments` (nothing allocated); FileFormatError naming the
-        field otherwise. ``device`` (not None) replaces the stored device."""
-        if not isinstance(config, dict):
-            raise config_error(source, field, "a JSON object (dict)", config)
-        config = dict(config)
-        layers = config.get("layers")
-        if not isinstance(layers, list):
-            raise config_error(source, f"{field}.layers", "a list of layer configs", layers)
-        dense = []
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, dict):
-                raise config_error(source, f"{field}.layers[{i}]", "a JSON object (dict)", layer)
-            try:
-                dense.append(Dense.from_config(layer))
-            except (TypeError, ValueError) as exc:
-                raise FileFormatError(f"{source} has an invalid architecture in metadata field "
-                                      f"'{field}.layers[{i}]': {exc}") from None
-        config["layers"] = dense
-        if device is not None:
-            config["device"] = device
-        try:
-            checked = cls._checked_arguments(**config)
-        except (TypeError, ValueError) as exc:
-            raise FileFormatError(f"{source} has an invalid architecture in metadata field "
-                                  f"{field!r}: {exc}") from None
-        checked.pop("layout")
-        return checked
-
-    @staticmethod
-    def _expected_state_arrays(config):
-        """{"params/0.W": ((in, out), dtype), …, "buffers/…": …}: what :meth:`state_arrays` of a
-        model built from the checked ``config`` holds, computed without building it."""
-        layout = build_layout(config["input_dim"], config["layers"])
-        dtype = resolve_dtype(config["dtype"])
-        expected = {f"params/{slot.key}": (slot.shape, dtype) for slot in layout.param_slots}
-        expected.update({f"buffers/{slot.key}": (slot.shape, dtype)
-                         for slot in layout.buffer_slots})
-        return expected
 
     # ----------------------------------------------------------------- interoperability
     def to_onnx(self, path, opset=None):

@@ -153,7 +153,7 @@ def _read_header(state_dict):
 class Optimizer:
     """Base class: per-key lazy state, one update path, ``state_dict`` and config round trips.
 
-    Subclasses define ``_CODE`` (the kernel's optimizer code), ``_STATE_NAMES`` (the torch names
+    Subclasses define ``_CODE`` (the kernel's optimizer code), ``STATE_NAMES`` (the torch names
     of their state arrays), ``get_config``, ``_kernel_states()`` (the state names the kernel reads
     as s0, s1, s2 in the current configuration, None where it reads nothing),
     ``_coefficients(t)`` (the kernel's scalars at step t, computed in float64 and cast to the
@@ -168,7 +168,7 @@ class Optimizer:
     """
 
     _CODE = -1
-    _STATE_NAMES = ()
+    STATE_NAMES = ()
 
     def __init__(self, lr):
         self.lr = lr
@@ -403,9 +403,9 @@ class Optimizer:
         if not entry.startswith(_STATE_PREFIX) or entry.count("/") < 2:
             raise ValueError(f"unexpected state_dict entry {entry!r}")
         key, item = entry[len(_STATE_PREFIX):].rsplit("/", 1)
-        if item != "step" and item not in self._STATE_NAMES:
+        if item != "step" and item not in self.STATE_NAMES:
             raise ValueError(f"state_dict entry {entry!r}: {type(self).__name__} has no state "
-                             f"{item!r} (expected one of {('step',) + self._STATE_NAMES})")
+                             f"{item!r} (expected one of {('step',) + self.STATE_NAMES})")
         return key, item
 
     @staticmethod
@@ -442,7 +442,7 @@ class SGD(Optimizer):
     """
 
     _CODE = SGD
-    _STATE_NAMES = ("momentum_buffer",)
+    STATE_NAMES = ("momentum_buffer",)
 
     def __init__(self, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(lr)
@@ -486,7 +486,7 @@ class Adagrad(Optimizer):
     """
 
     _CODE = ADAGRAD
-    _STATE_NAMES = ("sum",)
+    STATE_NAMES = ("sum",)
 
     def __init__(self, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
                  eps=1e-10):
@@ -531,7 +531,7 @@ class RMSProp(Optimizer):
     """
 
     _CODE = RMSPROP
-    _STATE_NAMES = ("square_avg", "grad_avg", "momentum_buffer")
+    STATE_NAMES = ("square_avg", "grad_avg", "momentum_buffer")
 
     def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False):
@@ -579,7 +579,7 @@ class Adam(Optimizer):
     """
 
     _CODE = ADAM
-    _STATE_NAMES = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    STATE_NAMES = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _DECOUPLED = False
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
@@ -641,7 +641,7 @@ class Rprop(Optimizer):
     """
 
     _CODE = RPROP
-    _STATE_NAMES = ("prev", "step_size")
+    STATE_NAMES = ("prev", "step_size")
 
     def __init__(self, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0)):
         super().__init__(lr)

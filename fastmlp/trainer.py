@@ -226,15 +226,15 @@ class Trainer:
                           f"trainer.epochs to train further", stacklevel=2)
             return self.history
         hooks = ([self.early_stopping] if self.early_stopping else []) + self.callbacks
-        for hook in hooks:
-            if hasattr(hook, "on_train_begin"):
-                hook.on_train_begin(self)
-        if self.lr_schedule is not None:
-            self.lr_schedule.start(self.optimizer.lr)
-        self.stop_reason = None
         self.engine.begin_fit(placed, bounds, self.optimizer)  # one fit of a model at a time
         bar = None
         try:
+            for hook in hooks:
+                if hasattr(hook, "on_train_begin"):
+                    hook.on_train_begin(self)
+            if self.lr_schedule is not None:
+                self.lr_schedule.start(self.optimizer.lr)
+            self.stop_reason = None
             bar = epoch_progress(self.progress, self.epochs, self.epoch)
             while self.epoch < self.epochs:
                 began = time.perf_counter()

@@ -78,10 +78,24 @@ def test_training_one_model_from_two_threads_is_refused():
     try:
         assert started.wait(timeout=300)
         before = {k: v.copy() for k, v in model.params.items()}
+        begun = []
+
+        class Begin(fm.Callback):
+            def on_train_begin(self, trainer):
+                begun.append(trainer)
+
+            def on_epoch_end(self, epoch, metrics):
+                return False
+
+        schedule = fm.StepLR(step_size=1, gamma=0.5)
+        second = fm.Trainer(model, fm.Adam(1e-3), epochs=1, callbacks=[Begin()],
+                            lr_schedule=schedule, progress=False)
         with pytest.raises(RuntimeError, match="already being trained"):
-            fm.Trainer(model, epochs=1, progress=False).fit(X, y)
+            second.fit(X, y)
         for key, value in before.items():
             np.testing.assert_array_equal(model.params[key], value)
+        assert begun == [] and second.epoch == 0 and second.history == {}
+        assert second.optimizer.lr == 1e-3 and schedule.base_lr is None
     finally:
         release.set()
         thread.join(timeout=300)
