@@ -212,3 +212,21 @@ def test_the_epoch_kernel_stops_where_the_update_overflows(parts):
     assert array == 2  # s1: exp_avg_sq
     assert not np.array_equal(params, start) and np.isfinite(params).all()
     assert np.isfinite(state[2]).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(dtype=st.sampled_from(["float32", "float64"]), size=st.integers(0, 70),
+       exponent=st.integers(-40, 38), bad=st.sampled_from([None, np.nan, np.inf, -np.inf]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_largest_magnitude_is_the_largest_absolute_value(dtype, size, exponent, bad, seed):
+    """The bounds of the update check start from max |x| (from the float bits); NaN or inf
+    anywhere gives inf, so that every update of that fit is checked value by value."""
+    rng = np.random.default_rng(seed)
+    array = (rng.normal(size=size) * 10.0 ** exponent).astype(dtype)
+    if bad is not None and size:
+        array[rng.integers(size)] = bad
+    expected = float(np.max(np.abs(array))) if size else 0.0
+    if bad is not None and size:
+        expected = float("inf")
+    assert records.largest_magnitude(array) == expected
+    assert records.largest_magnitude(array.reshape(-1, 1)[::-1]) == expected

@@ -24,6 +24,7 @@ from ..kernels.contract import (
     Update,
     Workspace,
 )
+from ..kernels.cpu.norms import largest_masked_bits
 from ..kernels.cpu.team import N_SHARED, new_sync
 
 _EMPTY_INT = np.empty(0, dtype=np.int64)
@@ -89,18 +90,21 @@ def update_bounds(params, state, out=None):
     written into ``out`` when given. Non-finite values give inf (every update is then checked)."""
     out = np.zeros(N_BOUNDS) if out is None else out
     for i, array in enumerate((params, *state[1:4])):
-        out[i] = _largest_magnitude(array)
+        out[i] = largest_magnitude(array)
     out[B_LIMIT] = float(np.finfo(params.dtype).max) * LIMIT_FRACTION
     return out
 
 
-def _largest_magnitude(array):
-    if not array.size:
-        return 0.0
-    high, low = float(array.max()), float(array.min())
-    if high != high or low != low:  # NaN
-        return float("inf")
-    return max(high, -low)
+_BITS = {np.dtype(np.float32): (np.uint32, np.uint32(0x7FFF_FFFF)),
+         np.dtype(np.float64): (np.uint64, np.uint64(0x7FFF_FFFF_FFFF_FFFF))}
+
+
+def largest_magnitude(array):
+    """max |array| as a Python float (0.0 for an empty array); inf when a value is NaN."""
+    unsigned, mask = _BITS[array.dtype]
+    bits = np.ascontiguousarray(array).reshape(-1).view(unsigned)
+    largest = float(np.array(largest_masked_bits(bits, mask), dtype=unsigned).view(array.dtype))
+    return float("inf") if largest != largest else largest
 
 
 def run(seed=0, first_step=0, l1=0.0, l2=0.0, clip_norm=0.0, parts=1, training=False,
