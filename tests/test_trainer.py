@@ -360,3 +360,26 @@ def test_validation_targets_may_take_another_form_than_training_targets():
     probs = fm.Trainer(small_model(), epochs=2, progress=False).fit(
         X, np.eye(3)[y], validation_data=(X[:9], y[:9]))  # and the other way round
     assert 0 <= probs["val_accuracy"][-1] <= 1
+
+
+@pytest.mark.parametrize("hooks, message", [
+    ({"early_stopping": fm.EarlyStopping()}, "early_stopping monitors 'val_loss'"),
+    ({"lr_schedule": fm.ReduceLROnPlateau()}, "lr_schedule monitors 'val_loss'"),
+    ({"early_stopping": fm.EarlyStopping(monitor="accuracy")}, "which this fit does not report"),
+])
+def test_a_monitor_the_fit_cannot_report_is_refused_before_any_epoch(hooks, message):
+    """Early stopping or a plateau schedule watching val_loss without validation data (or
+    accuracy of a regression) is a ValueError before the model or the trainer changes."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 5)).astype(np.float32)
+    if hooks.get("early_stopping") is not None and hooks["early_stopping"].monitor == "accuracy":
+        model, y = fm.MLP(5, [fm.Dense(8, "relu"), fm.Dense(1)], loss="mse"), X[:, :1].copy()
+    else:
+        model, y = fm.MLP(5, [fm.Dense(8, "relu"), fm.Dense(3)]), np.arange(64) % 3
+    before = {key: value.copy() for key, value in model.params.items()}
+    trainer = fm.Trainer(model, epochs=3, progress=False, **hooks)
+    with pytest.raises(ValueError, match=message):
+        trainer.fit(X, y)
+    assert trainer.epoch == 0 and trainer.history == {} and model.dropout_step == 0
+    for key, value in before.items():
+        np.testing.assert_array_equal(model.params[key], value)
