@@ -50,7 +50,7 @@ from . import __version__
 __all__ = ["cache_root", "cache_folder", "is_cold", "source_fingerprint", "compile_notice",
            "COMPILE_NOTICE", "PRUNE_AFTER_DAYS"]
 
-COMPILE_NOTICE = ("compiling the kernels for first use (about 30 s; they are cached for later "
+COMPILE_NOTICE = ("compiling the kernels for first use (up to a minute; they are cached for later "
                   "runs)...")
 
 PRUNE_AFTER_DAYS = 30
