@@ -57,8 +57,9 @@ def checked_arguments(input_dim, layers, loss="cross_entropy", dtype="float32", 
 
 def file_config(config, source, field, device=None):
     """Constructor arguments from a file's ``field`` (a dict like
-    :meth:`fastmlp.MLP.get_config`), checked by :func:`checked_arguments` (nothing allocated); FileFormatError naming the
-    field otherwise. ``device`` (not None) replaces the stored device."""
+    :meth:`fastmlp.MLP.get_config`), checked by :func:`checked_arguments` (nothing allocated);
+    FileFormatError naming the field otherwise. ``device`` (not None) replaces the stored
+    device."""
     if not isinstance(config, dict):
         raise config_error(source, field, "a JSON object (dict)", config)
     config = dict(config)
@@ -87,8 +88,9 @@ def file_config(config, source, field, device=None):
 
 
 def expected_state_arrays(config):
-    """{"params/0.W": ((in, out), dtype), …, "buffers/…": …}: what :meth:`fastmlp.MLP.state_arrays` of a
-    model built from the checked ``config`` holds, computed without building it."""
+    """{"params/0.W": ((in, out), dtype), …, "buffers/…": …}: what
+    :meth:`fastmlp.MLP.state_arrays` of a model built from the checked ``config`` holds, computed
+    without building it."""
     layout = build_layout(config["input_dim"], config["layers"])
     dtype = resolve_dtype(config["dtype"])
     expected = {f"params/{slot.key}": (slot.shape, dtype) for slot in layout.param_slots}

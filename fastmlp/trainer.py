@@ -35,11 +35,12 @@ class Trainer:
     model : MLP
     optimizer : Optimizer, default ``Adam(lr=1e-3)``
     batch_size : int
-        Rows per step, 1 to 2**31 - 1; the last partial batch of an epoch is used, not dropped (with batchnorm, a
-        last batch of one row is merged into the previous batch, since batch statistics need two).
+        Rows per step, 1 to 2**31 - 1; the last partial batch of an epoch is used, not dropped
+        (with batchnorm, a last batch of one row is merged into the previous batch, since batch
+        statistics need two).
     epochs : int
-        Total epochs of the run, 0 to 2**62; ``fit`` trains until ``epoch == epochs`` (a resumed trainer
-        finishes the run). Raise ``epochs`` to train further.
+        Total epochs of the run, 0 to 2**62; ``fit`` trains until ``epoch == epochs`` (a resumed
+        trainer finishes the run). Raise ``epochs`` to train further.
     shuffle : bool
         Reshuffle the rows each epoch with a generator seeded by ``seed`` (seed 003).
     seed : int
