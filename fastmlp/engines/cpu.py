@@ -219,12 +219,7 @@ class CpuEngine:
         """Buffers of a fit over ``placed`` in batches ``bounds`` with ``optimizer``: the batch
         buffers, workspace layouts and gradient, and the optimizer's state laid out for one
         kernel call (:meth:`fastmlp.Optimizer.kernel_state`). Kept until :meth:`end_fit`."""
-        self._fit_lock.claim()
-        try:
-            return self._begin_fit(placed, bounds, optimizer)
-        except BaseException:
-            self._fit_lock.release()
-            raise
+        return self._fit_lock.begin(self._begin_fit, placed, bounds, optimizer)
 
     def _begin_fit(self, placed, bounds, optimizer):
         sizes = np.diff(bounds)

@@ -233,12 +233,7 @@ class CudaEngine:
     def begin_fit(self, placed, bounds, optimizer):
         """Device arrays kept across the epochs of a fit: the batch buffers, the workspace, the
         gradient and the optimizer state (uploaded once), the model uploaded."""
-        self._fit_lock.claim()
-        try:
-            return self._begin_fit(placed, bounds, optimizer)
-        except BaseException:
-            self._fit_lock.release()
-            raise
+        return self._fit_lock.begin(self._begin_fit, placed, bounds, optimizer)
 
     def _begin_fit(self, placed, bounds, optimizer):
         from numba import cuda

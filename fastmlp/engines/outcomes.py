@@ -58,3 +58,13 @@ class FitLock:
     def release(self):
         if self._lock.locked():
             self._lock.release()
+
+    def begin(self, begin_fit, *args):
+        """``begin_fit(*args)`` with the lock claimed, released again if it raises (a fit that
+        began keeps the lock until its end releases it)."""
+        self.claim()
+        try:
+            return begin_fit(*args)
+        except BaseException:
+            self.release()
+            raise
