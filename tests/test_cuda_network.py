@@ -297,22 +297,25 @@ def test_train_epoch_matches_cpu(case, opt_name):
         assert_allclose(d_state.copy_to_host(), state, **TOL)
 
 
-def test_train_epoch_stops_at_a_non_finite_step():
-    """A NaN input row stops the epoch at its batch on both: steps done, sums, untouched updates
-    and running statistics as the CPU kernel leaves them."""
-    case = CASES[0]
-    _, _, code, l1, l2 = case
-    lay, params, buffers = _network(case, seed=6)
+def _stopping_epochs(opt, nan_at=None, step1_lr=None):
+    """One epoch of 4 batches of 3 rows by the CPU kernel and by the CUDA kernel from the same
+    network (CASES[0]) and ``opt``: an input NaN at ``nan_at`` (row, column), or the learning
+    rate of step 1 set to ``step1_lr``. Returns (expected, got) results and the CPU (params,
+    states, buffers) and device (params, states, buffers) after the epoch."""
+    _, _, code, l1, l2 = CASES[0]
+    lay, params, buffers = _network(CASES[0], seed=6)
     n, batch = 12, 3
     X, labels, targets = _data(code, n, seed=7)
+    if nan_at is not None:
+        X[nan_at] = np.nan
     order = np.arange(n, dtype=np.int64)
-    X[4, 1] = np.nan                       # second batch (rows 3-5)
     bounds = _bounds(n, batch)
     ws_off, ws_size = workspace_layout(lay.layer_int, batch)
-    opt = fm.Adam(lr=0.01)
     cpu_params = params.copy()
     opt_code, s0, s1, s2, flag, init = opt.kernel_state({"flat": cpu_params})
     coefficients = opt.coefficient_table(["flat"], 4, np.float64)
+    if step1_lr is not None:
+        coefficients[1, 0] = step1_lr
     d_states = [dev(s) for s in (s0, s1, s2)]
     cpu_buffers = buffers.copy()
     Xb, lb, tb = np.empty((batch, N_IN)), np.empty(batch, dtype=np.int64), np.empty((0, N_OUT))
@@ -326,13 +329,22 @@ def test_train_epoch_stops_at_a_non_finite_step():
         d_params, dev(np.zeros_like(params)), d_buffers, lay.layer_int, lay.layer_float, ws_off,
         ws_off, dev(np.zeros(ws_size)), 0, 0, l1, l2, 0.0, opt_code, *d_states, flag, init,
         dev(coefficients))
+    return (expected, got, (cpu_params, (s0, s1, s2), cpu_buffers),
+            (d_params.copy_to_host(), [d.copy_to_host() for d in d_states],
+             d_buffers.copy_to_host()))
+
+
+def test_train_epoch_stops_at_a_non_finite_step():
+    """A NaN input row stops the epoch at its batch on both: steps done, sums, untouched updates
+    and running statistics as the CPU kernel leaves them."""
+    expected, got, (cpu_params, states, cpu_buffers), (gpu_params, gpu_states, got_buffers) = (
+        _stopping_epochs(fm.Adam(lr=0.01), nan_at=(4, 1)))  # second batch (rows 3-5)
     assert got[0] == expected[0] == 1
     assert_allclose(got[1], expected[1], **TOL)
     assert got[2:] == tuple(int(v) for v in expected[2:])
-    assert_allclose(d_params.copy_to_host(), cpu_params, **TOL)
-    for d_state, state in zip(d_states, (s0, s1, s2)):
-        assert_allclose(d_state.copy_to_host(), state, **TOL)
-    got_buffers = d_buffers.copy_to_host()
+    assert_allclose(gpu_params, cpu_params, **TOL)
+    for gpu_state, state in zip(gpu_states, states):
+        assert_allclose(gpu_state, state, **TOL)
     finite = np.isfinite(cpu_buffers)
     assert_array_equal(np.isfinite(got_buffers), finite)
     assert_allclose(got_buffers[finite], cpu_buffers[finite], **TOL)
@@ -343,43 +355,20 @@ def test_train_epoch_stops_at_an_overflowing_update(opt_name):
     """Step 1's learning rate makes its update overflow float64 (finite loss and gradient): both
     kernels stop there (the bound finds the risk, the check on copies the first bad value), with
     the same report, and leave the parameters and state of step 0."""
-    case = CASES[0]
-    _, _, code, l1, l2 = case
-    lay, params, buffers = _network(case, seed=6)
-    n, batch = 12, 3
-    X, labels, targets = _data(code, n, seed=7)
-    order = np.arange(n, dtype=np.int64)
-    bounds = _bounds(n, batch)
-    ws_off, ws_size = workspace_layout(lay.layer_int, batch)
     opt = fm.RMSProp(lr=0.01, momentum=0.5, centered=opt_name.endswith("centered"))
-    cpu_params = params.copy()
-    opt_code, s0, s1, s2, flag, init = opt.kernel_state({"flat": cpu_params})
-    coefficients = opt.coefficient_table(["flat"], 4, np.float64)
-    coefficients[1, 0] = 1e308                                  # lr of step 1
-    d_states = [dev(s) for s in (s0, s1, s2)]
-    cpu_buffers = buffers.copy()
-    Xb, lb, tb = np.empty((batch, N_IN)), np.empty(batch, dtype=np.int64), np.empty((0, N_OUT))
-    expected = cpu_train.train_epoch(
-        X, labels, targets, code, order, bounds, Xb, lb, tb, cpu_params, np.zeros_like(params),
-        cpu_buffers, lay.layer_int, lay.layer_float, ws_off, ws_off, np.zeros(ws_size), 0, 0, l1,
-        l2, 0.0, opt_code, s0, s1, s2, flag, init, coefficients)
-    d_params, d_buffers = dev(params), dev(buffers)
-    got = _gpu_epoch(
-        dev(X), dev(labels), dev(targets), code, dev(order), bounds, dev(Xb), dev(lb), dev(tb),
-        d_params, dev(np.zeros_like(params)), d_buffers, lay.layer_int, lay.layer_float, ws_off,
-        ws_off, dev(np.zeros(ws_size)), 0, 0, l1, l2, 0.0, opt_code, *d_states, flag, init,
-        dev(coefficients))
+    expected, got, (cpu_params, states, cpu_buffers), (gpu_params, gpu_states, gpu_buffers) = (
+        _stopping_epochs(opt, step1_lr=1e308))
     assert expected[0] == got[0] == 1
     assert expected[4] == got[4] == contract.STOP_OVERFLOW
     assert expected[5] == got[5] and (expected[5] - 1) % 4 in (0, 3)  # the param or momentum
     assert_allclose(got[1], expected[1], **TOL)
-    assert_allclose(d_params.copy_to_host(), cpu_params, **TOL)
+    assert_allclose(gpu_params, cpu_params, **TOL)
     assert np.isfinite(cpu_params).all()
-    for d_state, state in zip(d_states, (s0, s1, s2)):
+    for gpu_state, state in zip(gpu_states, states):
         # g / (sqrt(v) + eps) turns gradient entries of ~1e-17 (equal to TOL) into ~1e-9
-        assert_allclose(d_state.copy_to_host(), state, rtol=1e-8, atol=1e-7)
+        assert_allclose(gpu_state, state, rtol=1e-8, atol=1e-7)
         assert np.isfinite(state).all()
-    assert_allclose(d_buffers.copy_to_host(), cpu_buffers, **TOL)
+    assert_allclose(gpu_buffers, cpu_buffers, **TOL)
 
 
 def test_gather_batch():
