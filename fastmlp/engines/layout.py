@@ -8,6 +8,7 @@ size.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,24 +65,18 @@ def build_layout(input_dim, layers):
         layer_float[l, net.F_DROP_P] = layer.dropout
         layer_float[l, net.F_BN_EPS] = BN_EPS
         layer_float[l, net.F_BN_MOMENTUM] = BN_MOMENTUM
-        row[net.L_W] = p_off
-        params.append(Slot(f"{l}.W", p_off, (fan_in, width)))
-        p_off += fan_in * width
-        row[net.L_B] = p_off
-        params.append(Slot(f"{l}.b", p_off, (width,)))
-        p_off += width
+        arrays = [(net.L_W, "W", (fan_in, width)), (net.L_B, "b", (width,))]
+        statistics = []
         if layer.batchnorm:
-            row[net.L_GAMMA] = p_off
-            params.append(Slot(f"{l}.gamma", p_off, (width,)))
-            p_off += width
-            row[net.L_BETA] = p_off
-            params.append(Slot(f"{l}.beta", p_off, (width,)))
-            p_off += width
-            row[net.L_RMEAN] = r_off
-            buffers.append(Slot(f"{l}.running_mean", r_off, (width,)))
-            r_off += width
-            row[net.L_RVAR] = r_off
-            buffers.append(Slot(f"{l}.running_var", r_off, (width,)))
+            arrays += [(net.L_GAMMA, "gamma", (width,)), (net.L_BETA, "beta", (width,))]
+            statistics = [(net.L_RMEAN, "running_mean"), (net.L_RVAR, "running_var")]
+        for column, name, shape in arrays:
+            row[column] = p_off
+            params.append(Slot(f"{l}.{name}", p_off, shape))
+            p_off += math.prod(shape)
+        for column, name in statistics:
+            row[column] = r_off
+            buffers.append(Slot(f"{l}.{name}", r_off, (width,)))
             r_off += width
         fan_in = layer.units
     macs = int(sum(int(row[net.L_IN]) * int(row[net.L_UNITS]) * int(row[net.L_PIECES])
