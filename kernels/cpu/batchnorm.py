@@ -21,6 +21,21 @@ from ..jit import njit
 
 
 @njit(**JIT_INTERNAL)
+def _normalize_block(y, xhat, x, center, inv, g, bt, r0, r1, c0, c1):
+    """x̂ = (x - center) · inv and y = g x̂ + bt on rows r0:r1, columns c0:c1 of x, x̂ and y;
+    center, inv, g and bt are the (c1 - c0,) views of those columns."""
+    width = c1 - c0
+    for i in range(r0, r1):
+        xi = x[i, c0:c1]
+        hi = xhat[i, c0:c1]
+        yi = y[i, c0:c1]
+        for j in range(width):
+            h = (xi[j] - center[j]) * inv[j]
+            hi[j] = h
+            yi[j] = g[j] * h + bt[j]
+
+
+@njit(**JIT_INTERNAL)
 def batchnorm_forward_train_cols(y, xhat, mean, invstd, x, gamma, beta, running_mean, running_var,
                                  momentum, eps, update_running, c0, c1):
     """Training forward with batch statistics for columns c0:c1 (every row); updates their
@@ -54,14 +69,7 @@ def batchnorm_forward_train_cols(y, xhat, mean, invstd, x, gamma, beta, running_
             rm[j] = (1.0 - momentum) * rm[j] + momentum * mu[j]
             rv[j] = (1.0 - momentum) * rv[j] + momentum * var * n / (n - 1)
         inv[j] = 1.0 / math.sqrt(var + eps)
-    for i in range(n):
-        xi = x[i, c0:c1]
-        hi = xhat[i, c0:c1]
-        yi = y[i, c0:c1]
-        for j in range(width):
-            h = (xi[j] - mu[j]) * inv[j]
-            hi[j] = h
-            yi[j] = g[j] * h + bt[j]
+    _normalize_block(y, xhat, x, mu, inv, g, bt, 0, n, c0, c1)
 
 
 @njit(**JIT)
@@ -85,14 +93,7 @@ def batchnorm_forward_eval_block(y, xhat, invstd, x, gamma, beta, running_mean, 
     bt = beta[c0:c1]
     for j in range(width):
         inv[j] = 1.0 / math.sqrt(rv[j] + eps)
-    for i in range(r0, r1):
-        xi = x[i, c0:c1]
-        hi = xhat[i, c0:c1]
-        yi = y[i, c0:c1]
-        for j in range(width):
-            h = (xi[j] - rm[j]) * inv[j]
-            hi[j] = h
-            yi[j] = g[j] * h + bt[j]
+    _normalize_block(y, xhat, x, rm, inv, g, bt, r0, r1, c0, c1)
 
 
 @njit(**JIT)
