@@ -11,6 +11,7 @@ from . import __version__
 from ._checkpoint import read_checkpoint
 from ._validation import check_real, check_seed, check_shuffle_state, check_size, check_step
 from .callbacks import Callback, EarlyStopping
+from .engines.fit_data import FitPlan
 from .io import FileFormatError, atomic_save_npz
 from .model import MLP
 from .optimizers import OPTIMIZERS, Adam, Optimizer
@@ -131,38 +132,16 @@ class Trainer:
         self._rng.bit_generator.state = check_shuffle_state(state)
 
     # ----------------------------------------------------------------- data
-    def _split(self, placed, validation_split):
-        """(training rows, validation rows) of placed data, chosen by ``seed``."""
-        fraction = check_real(validation_split, "validation_split")
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"validation_split must be in (0, 1); got {validation_split}")
-        n = placed.rows
-        n_val = int(round(n * fraction))
-        if n_val < 1 or n - n_val < 1:
-            raise ValueError(f"validation_split={validation_split} leaves an empty training or "
-                             f"validation set for {n} samples")
-        order = np.random.default_rng([self.seed, 1]).permutation(n)
-        train, val = np.sort(order[n_val:]), np.sort(order[:n_val])
-        return self.engine.take_rows(placed, train), self.engine.take_rows(placed, val)
-
-    def _placed(self, X, y, name_X="X", name_y="y"):
-        """X and y validated (the engine's rules) and placed where the engine computes."""
-        return self.engine.place(*self.engine.check_inputs(X, y, name_X, name_y))
-
-    def _batches(self, n):
-        """(steps + 1,) int64 row boundaries of the batches of an epoch."""
-        size = min(self.batch_size, n)
-        bounds = list(range(0, n, size)) + [n]
-        has_bn = any(layer.batchnorm for layer in self.model.layers)
-        if has_bn and len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
-            del bounds[-2]  # a last batch of one row joins the previous batch
-        if has_bn and bounds[1] - bounds[0] < 2:
-            raise ValueError("batchnorm needs at least 2 training samples per batch")
-        return np.asarray(bounds, dtype=np.int64)
+    def _fit_plan(self, validation_split, ranks=1):
+        """How this fit cuts its data (checks ``validation_split``): see
+        ``engines.fit_data.FitPlan``."""
+        return FitPlan(self.batch_size, any(layer.batchnorm for layer in self.model.layers),
+                       self.seed, validation_split, ranks)
 
     # ----------------------------------------------------------------- training
-    def _before_training(self, placed, bounds):
-        """Called by ``fit`` once the data and batches are checked, before the first epoch."""
+    def _before_training(self):
+        """Called by ``fit`` once the fit has begun (its data checked and kept by the engine),
+        before the first epoch."""
 
     def _check_monitors(self, validating):
         """ValueError, before any epoch, when early stopping or the schedule monitors a metric
@@ -185,17 +164,16 @@ class Trainer:
         """Whether a callback's stop request ends the run."""
         return requested
 
-    def _run_epoch(self, placed, bounds):
-        """One pass over the data (one engine call); returns (loss, accuracy or None, None), or
-        (None, None, why) when a step stopped before its update (a NaN/inf loss or gradient, or an
-        update that would make a value NaN/inf)."""
-        n = placed.rows
+    def _run_epoch(self, shape):
+        """One pass over the fit's data, of ``shape`` (a ``FitShape``), in one engine call;
+        returns (loss, accuracy or None, None), or (None, None, why) when a step stopped before
+        its update (a NaN/inf loss or gradient, or an update that would make a value NaN/inf)."""
+        n = shape.rows
         order = (self._rng.permutation(n) if self.shuffle else np.arange(n)).astype(np.int64)
-        result = self.engine.run_epoch(
-            placed, order, bounds, self.model.dropout_step, self.l1, self.l2,
-            0.0 if self.clip_norm is None else self.clip_norm)
+        result = self.engine.run_epoch(order, self.model.dropout_step, self.l1, self.l2,
+                                       0.0 if self.clip_norm is None else self.clip_norm)
         self.model.dropout_step += result.done
-        if result.done < bounds.shape[0] - 1:
+        if result.done < shape.steps:
             return None, None, result.failure or "a step did not finish"
         counted = result.counted
         return result.total / n, (result.correct / counted if counted else None), None
@@ -212,24 +190,18 @@ class Trainer:
         if validation_data is not None and (not isinstance(validation_data, (tuple, list))
                                             or len(validation_data) != 2):
             raise ValueError("validation_data must be a pair (X_val, y_val)")
-        placed = self._placed(X, y)
-        val = None
-        if validation_split is not None:
-            placed, val = self._split(placed, validation_split)
-        elif validation_data is not None:
-            val = self._placed(*validation_data, name_X="validation_data X",
-                               name_y="validation_data y")
-        bounds = self._batches(placed.rows)
-        self._check_monitors(val is not None)
-        self._before_training(placed, bounds)
-        if self.epoch >= self.epochs:
-            warnings.warn(f"the trainer has already run its {self.epochs} epochs; raise "
-                          f"trainer.epochs to train further", stacklevel=2)
-            return self.history
+        plan = self._fit_plan(validation_split)
+        self._check_monitors(validation_data is not None or validation_split is not None)
+        # the data go to the engine once, which checks and keeps them for the whole fit
+        shape = self.engine.begin_fit(X, y, validation_data, plan, self.optimizer)
         hooks = ([self.early_stopping] if self.early_stopping else []) + self.callbacks
-        self.engine.begin_fit(placed, bounds, self.optimizer)  # one fit of a model at a time
         bar = None
         try:
+            self._before_training()
+            if self.epoch >= self.epochs:
+                warnings.warn(f"the trainer has already run its {self.epochs} epochs; raise "
+                              f"trainer.epochs to train further", stacklevel=2)
+                return self.history
             for hook in hooks:
                 if hasattr(hook, "on_train_begin"):
                     hook.on_train_begin(self)
@@ -240,7 +212,7 @@ class Trainer:
             while self.epoch < self.epochs:
                 began = time.perf_counter()
                 lr = self.optimizer.lr
-                loss, accuracy, failure = self._run_epoch(placed, bounds)
+                loss, accuracy, failure = self._run_epoch(shape)
                 if failure is not None:
                     self.stop_reason = "non-finite loss"
                     warnings.warn(f"non-finite step: training stopped in epoch {self.epoch + 1}, "
@@ -254,8 +226,8 @@ class Trainer:
                 metrics = {"loss": loss}
                 if accuracy is not None:
                     metrics["accuracy"] = accuracy
-                if val is not None:
-                    for key, value in self._evaluate_placed(val).items():
+                if shape.validating:
+                    for key, value in self._evaluation_metrics().items():
                         metrics[f"val_{key}"] = value
                 metrics["lr"] = lr
                 metrics["epoch_time"] = time.perf_counter() - began
@@ -289,10 +261,13 @@ class Trainer:
         return self.history
 
     # ----------------------------------------------------------------- evaluation
-    def _evaluate_placed(self, placed):
-        """Loss (+ penalty) and accuracy of placed data from one evaluation-mode pass."""
-        loss, correct, counted = self.engine.evaluate(placed, self.model.is_classifier, self.l1,
-                                                      self.l2)
+    def _evaluation_metrics(self, placed=None):
+        """Loss (+ penalty) and accuracy from one evaluation-mode pass over placed data, or
+        (None) over the current fit's validation data."""
+        engine, count = self.engine, self.model.is_classifier
+        loss, correct, counted = (engine.evaluate_validation(count, self.l1, self.l2)
+                                  if placed is None else
+                                  engine.evaluate(placed, count, self.l1, self.l2))
         metrics = {"loss": loss}
         if self.model.is_classifier:
             metrics["accuracy"] = correct / counted
@@ -301,7 +276,7 @@ class Trainer:
     def evaluate(self, X, y):
         """{"loss": mean loss + penalty, "accuracy": …} in evaluation mode (accuracy only for
         classification losses)."""
-        return self._evaluate_placed(self._placed(X, y))
+        return self._evaluation_metrics(self.engine.place(*self.engine.check_inputs(X, y)))
 
     # ----------------------------------------------------------------- checkpoints
     def save_checkpoint(self, path):

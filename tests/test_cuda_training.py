@@ -262,9 +262,9 @@ def test_fit_on_gpu_arrays_matches_cpu():
     pointers = []
     run_epoch = model.engine.run_epoch
 
-    def watched_run_epoch(placed, *args):
-        pointers.append(gpu_pointer(placed.X))
-        return run_epoch(placed, *args)
+    def watched_run_epoch(*args):
+        pointers.append(gpu_pointer(model.engine.fit_data.train.X))
+        return run_epoch(*args)
 
     model.engine.run_epoch = watched_run_epoch
     history = trainer.fit(d_X, gpu_array(y.astype(np.int32)),

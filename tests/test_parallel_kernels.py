@@ -73,7 +73,7 @@ def test_threaded_epoch_matches_one_thread():
         lay = model._layout
         trainer = fm.Trainer(model, fm.Adam(1e-2), batch_size=32, epochs=1, progress=False)
         order = rng.permutation(203).astype(np.int64) if not results else results[0][3]
-        bounds = trainer._batches(203)
+        bounds = trainer._fit_plan(None).bounds(203)
         ws_off, size = workspace_layout(lay.layer_int, 32, threads)
         ws_last, _ = workspace_layout(lay.layer_int, 203 - 32 * 6, threads)
         fused = trainer.optimizer.kernel_state({"flat": model._params})

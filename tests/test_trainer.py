@@ -200,6 +200,35 @@ def test_callback_can_stop_training():
     assert len(trainer.fit(X, y)["loss"]) == 3 and trainer.stop_reason == "callback"
 
 
+class ReloadOptimizer(fm.Callback):
+    """Replaces the optimizer's state by a copy of itself after every epoch."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def on_epoch_end(self, epoch, metrics):
+        self.optimizer.load_state_dict(self.optimizer.state_dict())
+        return False
+
+
+@pytest.mark.parametrize("optimizer", [lambda: fm.Adam(1e-2), lambda: fm.SGD(0.05, momentum=0.9)])
+def test_optimizer_state_loaded_by_a_callback_is_the_state_training_continues_from(optimizer):
+    """A callback that loads optimizer state during a fit: the following epochs update that
+    state (not the arrays it replaced), so a copy of itself changes nothing."""
+    X, y = blobs(48)
+    runs = []
+    for callbacks in ((), "reload"):
+        model, opt = small_model(), optimizer()
+        trainer = fm.Trainer(model, opt, batch_size=16, epochs=3, shuffle=False, progress=False,
+                             callbacks=[ReloadOptimizer(opt)] if callbacks else ())
+        trainer.fit(X, y)
+        runs.append((model.params.flat.copy(), opt.state_dict()))
+    np.testing.assert_array_equal(runs[1][0], runs[0][0])
+    assert runs[1][1].keys() == runs[0][1].keys()
+    for key, value in runs[0][1].items():
+        np.testing.assert_array_equal(runs[1][1][key], value, err_msg=key)
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_finite_state():
     X, y = blobs(40)
     recorder = Recorder()

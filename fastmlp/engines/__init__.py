@@ -5,13 +5,16 @@ computes, holds the training state of a fit (gradients, optimizer state, workspa
 buffers) and runs the kernels: ``cpu.CpuEngine`` on the host (the ``kernels/cpu`` tasks, a team of
 threads), ``cuda.CudaEngine`` on an NVIDIA GPU (the ``kernels/cuda`` launches). Both offer the
 same methods (``check_inputs``, ``place``, ``forward``, ``loss_and_grad``, ``training_loss``,
-``evaluate``, ``begin_fit``, ``run_epoch``, ``sync_host``, ``end_fit``); the Trainer talks to them
-only through these. Data-parallel training over MPI wraps a CPU engine (``fastmlp.parallel.mpi``).
+``evaluate``, ``begin_fit``, ``run_epoch``, ``evaluate_validation``, ``sync_host``,
+``host_changed``, ``end_fit``); the Trainer talks to them only through these. A fit's data go to
+``begin_fit`` once, with the trainer's ``fit_data.FitPlan``, and stay with the engine until
+``end_fit``. Data-parallel training over MPI wraps a CPU engine (``fastmlp.parallel.mpi``).
 
-Support modules: ``layout`` (where every number of a network lives in its flat arrays),
-``records`` (the kernel records), ``team`` (the threads of a CPU call), ``blas_threads`` (the BLAS
-kept single-threaded meanwhile), ``device_inputs`` (GPU arrays as inputs), ``cuda_support``
-(whether CUDA can be used, and the product path).
+Support modules: ``fit_data`` (how a fit cuts its data, and the record it is kept in),
+``layout`` (where every number of a network lives in its flat arrays), ``records`` (the kernel
+records), ``team`` (the threads of a CPU call), ``blas_threads`` (the BLAS kept single-threaded
+meanwhile), ``device_inputs`` (GPU arrays as inputs), ``cuda_support`` (whether CUDA can be used,
+and the product path).
 """
 
 DEVICES = ("cpu", "cuda")

@@ -7,8 +7,9 @@ gradients and whole training epochs. It owns the scratch memory (workspaces, bat
 gradients; per thread, so concurrent inference calls never share it) and chooses how many parts
 each call is cut into (``fastmlp.threads.kernel_parts``).
 
-Data live where the engine computes: :meth:`place` returns the validated arrays a fit uses, once
-per fit; for the CPU they are the host arrays themselves.
+Data live where the engine computes: :meth:`begin_fit` checks and places a fit's data once and
+keeps them, cut into training rows, validation rows and batches (``engines.fit_data``), until
+:meth:`end_fit`; for the CPU they are the host arrays themselves.
 
 Shapes: X (n, input_dim) of the model's dtype; labels (n,) int64 or empty; targets (n, C) or
 (0, C); grads (P,).
@@ -41,6 +42,7 @@ from ..losses import prepare_targets
 from ..threads import kernel_parts
 from . import records
 from .device_inputs import is_device_input, reject_device_input
+from .fit_data import FitData
 from .layout import views, workspace_layout
 from .outcomes import EpochResult, FitLock, describe_stop
 from .team import run_task
@@ -110,6 +112,21 @@ class CpuEngine:
         return Placed(placed.X[rows], placed.labels[rows] if placed.labels.size else placed.labels,
                       placed.targets[rows] if placed.targets.shape[0] else placed.targets,
                       placed.code)
+
+    def _fit_data(self, X, y, validation_data, plan):
+        """The FitData of ``X``, ``y`` and ``validation_data`` (a pair or None), checked, placed
+        and cut by ``plan`` (an ``engines.fit_data.FitPlan``)."""
+        X, labels, targets, code = self.check_inputs(X, y)
+        validation = None
+        if validation_data is not None:
+            validation = self.place(*self.check_inputs(*validation_data, "validation_data X",
+                                                       "validation_data y"))
+        train_rows, validation_rows, bounds = plan.cut(X.shape[0])
+        train = self.place(X, labels, targets, code)
+        if train_rows is not None:
+            train, validation = (self.take_rows(train, train_rows),
+                                 self.take_rows(train, validation_rows))
+        return FitData(train, validation, bounds)
 
     # ----------------------------------------------------------------- scratch memory
     def parts(self, rows, backward=False):
@@ -184,6 +201,10 @@ class CpuEngine:
         loss, correct, counted = self._evaluation(placed, count)[:3]
         return loss + self.penalty(l1, l2), correct, counted
 
+    def evaluate_validation(self, count=True, l1=0.0, l2=0.0):
+        """:meth:`evaluate` of the current fit's validation data."""
+        return self.evaluate(self._fit["data"].validation, count, l1, l2)
+
     def evaluation_outputs(self, placed):
         """(mean data loss, outputs (n, C)) in evaluation mode."""
         return self._evaluation(placed, False, keep_outputs=True)[::3]
@@ -215,13 +236,32 @@ class CpuEngine:
         return float(network_penalty(self.params, self.layout.layer_int, l1, l2))
 
     # ----------------------------------------------------------------- training
-    def begin_fit(self, placed, bounds, optimizer):
-        """Buffers of a fit over ``placed`` in batches ``bounds`` with ``optimizer``: the batch
-        buffers, workspace layouts and gradient, and the optimizer's state laid out for one
-        kernel call (:meth:`fastmlp.Optimizer.kernel_state`). Kept until :meth:`end_fit`."""
-        return self._fit_lock.begin(self._begin_fit, placed, bounds, optimizer)
+    def begin_fit(self, X, y, validation_data, plan, optimizer):
+        """Begin a fit of ``X``, ``y`` (and ``validation_data``, a pair or None) cut by ``plan``
+        (an ``engines.fit_data.FitPlan``) with ``optimizer``; returns its ``FitShape``.
 
-    def _begin_fit(self, placed, bounds, optimizer):
+        Claims the model for this fit (RuntimeError if another thread's fit holds it), checks
+        and keeps the data, and lays out the fit's buffers: batch buffers, workspaces, the
+        gradient, and the optimizer's state for one kernel call
+        (:meth:`fastmlp.Optimizer.kernel_state`). All kept until :meth:`end_fit`; nothing is
+        kept when this raises."""
+        with self._fit_lock.beginning():
+            data = self._fit_data(X, y, validation_data, plan)
+            state = optimizer.kernel_state(views(self.params, self.layout.param_slots))
+            self._fit_buffers(data.train, data.bounds)
+            self._fit.update(data=data, optimizer=optimizer, state=state,
+                             keys=[slot.key for slot in self.layout.param_slots],
+                             bounds=records.update_bounds(self.params, state))
+        return data.shape()
+
+    @property
+    def fit_data(self):
+        """The current fit's FitData (None outside a fit)."""
+        return None if self._fit is None else self._fit.get("data")
+
+    def _fit_buffers(self, placed, bounds):
+        """Batch buffers, workspace and gradient for batches ``bounds`` of ``placed``, kept
+        from the last fit when their sizes are the same."""
         sizes = np.diff(bounds)
         rows, first, last = int(sizes.max()), int(sizes[0]), int(sizes[-1])
         parts = self.parts(first, backward=True)
@@ -240,32 +280,32 @@ class CpuEngine:
                 ws_off_last=workspace_layout(layer_int, last, parts)[0],
                 saved=np.empty_like(self.buffers))
             self._fit = {"key": key, "work": work, "parts": parts}
-        self._fit["keys"] = [slot.key for slot in self.layout.param_slots]
-        self._fit["optimizer"] = optimizer
-        self._fit["state"] = optimizer.kernel_state(views(self.params, self.layout.param_slots))
-        self._fit["bounds"] = records.update_bounds(self.params, self._fit["state"])
-        return self._fit
 
     def host_changed(self):
-        """The parameters or optimizer state were changed from outside during a fit (by a
-        callback): the magnitude bounds its updates start from are measured again."""
-        if self._fit is not None and "state" in self._fit:
-            records.update_bounds(self.params, self._fit["state"], out=self._fit["bounds"])
+        """The parameters or the optimizer were changed from outside during a fit (by a callback,
+        or a ``load_state_dict``): the optimizer's state is laid out for the kernel again and the
+        magnitude bounds its updates start from are measured again."""
+        fit = self._fit
+        if fit is not None and "state" in fit:
+            fit["state"] = fit["optimizer"].kernel_state(views(self.params,
+                                                               self.layout.param_slots))
+            records.update_bounds(self.params, fit["state"], out=fit["bounds"])
 
     def _failure(self, work):
         return describe_stop(work.result, self.layout.param_slots,
                              self._fit["optimizer"].kernel_state_names(), self.dtype)
 
-    def run_epoch(self, placed, order, bounds, first_step, l1, l2, clip_norm):
-        """One epoch over the rows ``order`` in batches ``bounds`` (see :meth:`begin_fit`), one
+    def run_epoch(self, order, first_step, l1, l2, clip_norm):
+        """One epoch of the fit's training rows, taken in the order ``order`` (a permutation of
+        ``arange(rows)``, int64) in the fit's batches, from dropout step ``first_step``; one
         compiled call. Returns an :class:`EpochResult`; steps stop before the update at the first
         NaN/inf loss or gradient, or at an update that would make a value NaN/inf (the model, its
         statistics and the optimizer state are then those after the last finite step, and
         ``failure`` says which value)."""
         fit = self._fit
         optimizer, keys = fit["optimizer"], fit["keys"]
-        steps = bounds.shape[0] - 1
-        coefficients = optimizer.coefficient_table(keys, steps, self.dtype)
+        placed, bounds = fit["data"].train, fit["data"].bounds
+        coefficients = optimizer.coefficient_table(keys, bounds.shape[0] - 1, self.dtype)
         work = run_task(TASK_EPOCH, self._network(),
                         records.data(placed.X, placed.labels, placed.targets, placed.code, order,
                                      bounds),
@@ -280,9 +320,10 @@ class CpuEngine:
                            int(work.result[R_COUNTED]), self._failure(work))
 
     # the pieces a data-parallel strategy composes one step from (parallel.mpi)
-    def local_gradient(self, placed, order, lo, hi, step, l1, l2, seed, work, members=None):
-        """The gradient of rows order[lo:hi] into ``work.grads`` (one kernel task); returns
-        (mean loss + penalty, correct, counted)."""
+    def local_gradient(self, order, lo, hi, step, l1, l2, seed, work, members=None):
+        """The gradient of the fit's training rows order[lo:hi] into ``work.grads`` (one kernel
+        task); returns (mean loss + penalty, correct, counted)."""
+        placed = self._fit["data"].train
         work = run_task(TASK_LOCAL_GRADIENT, self._network(),
                         records.data(placed.X, placed.labels, placed.targets, placed.code, order,
                                      np.array([lo, hi], dtype=np.int64)),
@@ -326,8 +367,8 @@ class CpuEngine:
         """Make the host arrays current (nothing to do on the CPU)."""
 
     def end_fit(self):
-        """Forget the fit's optimizer and device copies (the buffers are kept for the next fit)."""
+        """Forget the fit's data and optimizer (the buffers are kept for the next fit)."""
         if self._fit is not None:
-            self._fit.pop("optimizer", None)
-            self._fit.pop("state", None)
+            for key in ("data", "optimizer", "state"):
+                self._fit.pop(key, None)
         self._fit_lock.release()

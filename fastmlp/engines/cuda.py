@@ -10,8 +10,9 @@ host code needs them (early stopping, callbacks, the end of the fit).
 
 Data may be host arrays (copied up) or GPU arrays (anything with ``__cuda_array_interface__``:
 CuPy, PyTorch CUDA tensors, numba.cuda device arrays), checked on the device with the host's rules
-and used in place. :meth:`place` puts a fit's data on the device once; only the row order, the
-optimizer coefficients and scalars cross per epoch.
+and used in place. :meth:`begin_fit` puts a fit's data on the device once and keeps them
+(``engines.fit_data``); only the row order, the optimizer coefficients and scalars cross per
+epoch.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..losses import prepare_targets
 from .cpu import EVAL_CHUNK_ROWS, Placed
 from .cuda_support import require_cuda
 from .device_inputs import device_features, device_targets, is_device_input, take_rows
+from .fit_data import FitData
 from .layout import views, workspace_layout
 from .outcomes import EpochResult, FitLock, describe_stop
 from .records import update_bounds
@@ -137,6 +139,21 @@ class CudaEngine:
         X, labels, targets = take_rows(placed.X, placed.labels, placed.targets, rows)
         return Placed(X, labels, targets, placed.code)
 
+    def _fit_data(self, X, y, validation_data, plan):
+        """The FitData of ``X``, ``y`` and ``validation_data`` on the device (see
+        CpuEngine._fit_data)."""
+        X, labels, targets, code = self.check_inputs(X, y)
+        validation = None
+        if validation_data is not None:
+            validation = self.place(*self.check_inputs(*validation_data, "validation_data X",
+                                                       "validation_data y"))
+        train_rows, validation_rows, bounds = plan.cut(X.shape[0])
+        train = self.place(X, labels, targets, code)
+        if train_rows is not None:
+            train, validation = (self.take_rows(train, train_rows),
+                                 self.take_rows(train, validation_rows))
+        return FitData(train, validation, bounds)
+
     # ----------------------------------------------------------------- single passes
     def _forward_rows(self, d_X, training, update_stats, step):
         from ..kernels.cuda import network as cuda_net
@@ -218,6 +235,10 @@ class CudaEngine:
                 correct, counted = correct + int(c), counted + int(k)
         return total / n + self.penalty(l1, l2), correct, counted
 
+    def evaluate_validation(self, count=True, l1=0.0, l2=0.0):
+        """:meth:`evaluate` of the current fit's validation data."""
+        return self.evaluate(self._fit["data"].validation, count, l1, l2)
+
     def evaluation_outputs(self, placed):
         """(mean data loss, outputs (n, C) on the host) in evaluation mode."""
         loss = self.evaluate(placed, count=False)[0]
@@ -230,23 +251,33 @@ class CudaEngine:
         return float(cuda_net.network_penalty(self.d_params, self.layout.layer_int, l1, l2))
 
     # ----------------------------------------------------------------- training
-    def begin_fit(self, placed, bounds, optimizer):
-        """Device arrays kept across the epochs of a fit: the batch buffers, the workspace, the
-        gradient and the optimizer state (uploaded once), the model uploaded."""
-        return self._fit_lock.begin(self._begin_fit, placed, bounds, optimizer)
+    def begin_fit(self, X, y, validation_data, plan, optimizer):
+        """Begin a fit (see CpuEngine.begin_fit); returns its ``FitShape``. The data, the batch
+        buffers, the workspace, the gradient and the optimizer state are put on the device once
+        and kept across the epochs, with the model uploaded."""
+        with self._fit_lock.beginning():
+            self.device_ahead = False
+            self.upload()
+            data = self._fit_data(X, y, validation_data, plan)
+            self._fit = self._fit_buffers(data, optimizer)
+            self.device_ahead = True
+        return data.shape()
 
-    def _begin_fit(self, placed, bounds, optimizer):
+    @property
+    def fit_data(self):
+        """The current fit's FitData (None outside a fit)."""
+        return None if self._fit is None else self._fit["data"]
+
+    def _fit_buffers(self, data, optimizer):
         from numba import cuda
-        self.device_ahead = False
-        self.upload()
-        sizes = np.diff(bounds)
+        placed, sizes = data.train, np.diff(data.bounds)
         rows = int(sizes.max())
         layer_int = self.layout.layer_int
         host_state = optimizer.kernel_state(views(self.params, self.layout.param_slots))
         code, s0, s1, s2, flag, init = host_state
         empty = cuda.device_array(0, dtype=self.dtype)
-        self._fit = {
-            "optimizer": optimizer, "host_state": (s0, s1, s2), "code": code, "flag": flag,
+        return {
+            "data": data, "optimizer": optimizer, "host_state": (s0, s1, s2), "code": code, "flag": flag,
             "init": init, "keys": [slot.key for slot in self.layout.param_slots],
             "state": tuple(cuda.to_device(s) if s.size else empty for s in (s0, s1, s2)),
             "batch": (cuda.device_array((rows, placed.X.shape[1]), dtype=self.dtype),
@@ -260,21 +291,20 @@ class CudaEngine:
             "bounds": update_bounds(self.params, host_state),
             "result": np.zeros(N_RESULT),
         }
-        self.device_ahead = True
-        return self._fit
 
     def host_changed(self):
         """Nothing: changes to the host arrays during a fit reach the device at the next fit."""
 
-    def run_epoch(self, placed, order, bounds, first_step, l1, l2, clip_norm):
+    def run_epoch(self, order, first_step, l1, l2, clip_norm):
         """One epoch on the device (see CpuEngine.run_epoch); only the row order and the
         coefficients go up and scalars come back."""
         from numba import cuda
 
         from ..kernels.cuda.train import train_epoch
         fit = self._fit
-        steps = bounds.shape[0] - 1
-        coefficients = fit["optimizer"].coefficient_table(fit["keys"], steps, self.dtype)
+        placed, bounds = fit["data"].train, fit["data"].bounds
+        coefficients = fit["optimizer"].coefficient_table(fit["keys"], bounds.shape[0] - 1,
+                                                          self.dtype)
         Xb, lb, tb = fit["batch"]
         ws_off, ws_off_last = fit["ws_off"]
         work = Workspace(fit["ws"], ws_off, ws_off_last, fit["grads"], None, Xb, lb, tb, None,

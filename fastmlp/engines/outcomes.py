@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import namedtuple
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -59,12 +60,14 @@ class FitLock:
         if self._lock.locked():
             self._lock.release()
 
-    def begin(self, begin_fit, *args):
-        """``begin_fit(*args)`` with the lock claimed, released again if it raises (a fit that
-        began keeps the lock until its end releases it)."""
+    @contextmanager
+    def beginning(self):
+        """``with lock.beginning():`` claims the lock for a fit that begins in the block and
+        releases it again if the block raises (a fit that began keeps the lock until its end
+        releases it)."""
         self.claim()
         try:
-            return begin_fit(*args)
+            yield
         except BaseException:
             self.release()
             raise

@@ -268,32 +268,15 @@ class DistributedTrainer(Trainer):
             time.sleep(ABORT_GRACE_SECONDS)
             self.comm.abort(1)
 
-    def _batches(self, n):
-        bounds = super()._batches(n)
-        need = self.size * (2 if any(layer.batchnorm for layer in self.model.layers) else 1)
-        if bounds.shape[0] > 2 and bounds[-1] - bounds[-2] < need:
-            bounds = np.delete(bounds, -2)  # a last batch too small to split joins the previous
-        if bounds[1] - bounds[0] < need:
-            raise ValueError(f"batch_size={self.batch_size} leaves fewer than {need // self.size} "
-                             f"row(s) per rank for {self.size} ranks on {n} samples")
-        return bounds
+    def _fit_plan(self, validation_split, ranks=1):
+        # every rank needs its own rows of each batch
+        return super()._fit_plan(validation_split, ranks=self.size)
 
-    def _before_training(self, placed, bounds):
-        self.comm.agree(None, "the checks before training")
-        self._check_same_data(placed.X, placed.labels, placed.targets, bounds)
+    def _before_training(self):
+        # the engine's begin_fit agreed that every rank's checks passed on the same data
         self._agreed = True  # from here on, a failure on one rank aborts the job
         self._broadcast_state()
-
-    def _check_same_data(self, X, labels, targets, bounds):
-        summary = np.array([X.shape[0], X.shape[1], bounds.shape[0],
-                            float(np.sum(X, dtype=np.float64)),
-                            float(np.sum(labels, dtype=np.float64)),
-                            float(np.sum(targets, dtype=np.float64))], dtype=np.float64)
-        extremes = self.comm.allreduce_max(np.concatenate([summary, -summary]),
-                                           "the training-data check")  # max, then -min
-        if not np.array_equal(extremes[:summary.size], -extremes[summary.size:]):
-            raise DistributedError("the ranks were given different training data or batch sizes; "
-                                   "every rank must pass the same X, y and options to fit")
+        self.engine.host_changed()  # other ranks loaded rank 0's parameters and optimizer state
 
     def _broadcast_state(self):
         model = self.model
@@ -314,8 +297,8 @@ class DistributedTrainer(Trainer):
         return bool(self.comm.bcast_array(decision, "the callbacks' stop decision")[0])
 
     # ----------------------------------------------------------------- evaluation and files
-    def _evaluate_placed(self, placed):
-        metrics = super()._evaluate_placed(placed) if self.is_root else None
+    def _evaluation_metrics(self, placed=None):
+        metrics = super()._evaluation_metrics(placed) if self.is_root else None
         return self.comm.bcast_object(metrics, "the broadcast of the evaluation metrics")
 
     def save_checkpoint(self, path):
@@ -346,15 +329,41 @@ class MpiEngine:
         # the CPU engine's methods (check_inputs, place, evaluate, forward, ...) serve unchanged
         return getattr(self.local, name)
 
-    def begin_fit(self, placed, bounds, optimizer):
-        """The CPU engine's fit state, plus this rank's batch buffers and the packed
-        gradient/statistics buffer of the Allreduce."""
-        self.local.begin_fit(placed, bounds, optimizer)
-        local, size = self.local, self.comm.size
-        rows = int(np.diff(bounds).max() + size - 1) // size
+    def begin_fit(self, X, y, validation_data, plan, optimizer):
+        """The CPU engine's fit (its checks, data and state), agreed on by every rank (a
+        :class:`DistributedError` when another rank's checks failed or its data differ), plus
+        this rank's batch buffers and the packed gradient/statistics buffer of the Allreduce.
+        Returns the ``FitShape``."""
+        shape = self.local.begin_fit(X, y, validation_data, plan, optimizer)
+        try:
+            self.comm.agree(None, "the checks before training")
+            self._check_same_data(self.local.fit_data)
+            self._fit = self._fit_buffers(self.local.fit_data)
+        except BaseException:
+            self.local.end_fit()
+            raise
+        return shape
+
+    def _check_same_data(self, data):
+        """DistributedError unless every rank has the same training data and batches (compared
+        by shape and sums)."""
+        X, labels, targets = data.train.X, data.train.labels, data.train.targets
+        summary = np.array([X.shape[0], X.shape[1], data.bounds.shape[0],
+                            float(np.sum(X, dtype=np.float64)),
+                            float(np.sum(labels, dtype=np.float64)),
+                            float(np.sum(targets, dtype=np.float64))], dtype=np.float64)
+        extremes = self.comm.allreduce_max(np.concatenate([summary, -summary]),
+                                           "the training-data check")  # max, then -min
+        if not np.array_equal(extremes[:summary.size], -extremes[summary.size:]):
+            raise DistributedError("the ranks were given different training data or batch sizes; "
+                                   "every rank must pass the same X, y and options to fit")
+
+    def _fit_buffers(self, data):
+        local, size, placed = self.local, self.comm.size, data.train
+        rows = int(np.diff(data.bounds).max() + size - 1) // size
         P, R = local.params.shape[0], local.buffers.shape[0]
         pack = np.zeros(P + R, dtype=local.dtype)
-        self._fit = {
+        return {
             "batch": (np.empty((rows, placed.X.shape[1]), dtype=local.dtype),
                       np.empty(rows if placed.labels.size else 0, dtype=np.int64),
                       np.empty((rows if placed.targets.shape[0] else 0, placed.targets.shape[1]),
@@ -380,9 +389,10 @@ class MpiEngine:
             work = fit["works"][rows] = self.local.step_workspace(rows, fit["batch"], fit["grads"])
         return work
 
-    def run_epoch(self, placed, order, bounds, first_step, l1, l2, clip_norm):
+    def run_epoch(self, order, first_step, l1, l2, clip_norm):
         """One data-parallel epoch; returns an ``EpochResult`` as the CPU engine does."""
         comm, local = self.comm, self.local
+        bounds = local.fit_data.bounds
         self.comm.bcast_array(order, "the broadcast of the epoch's row order")
         steps = bounds.shape[0] - 1
         coefficients = local.fit_coefficients(steps)
@@ -398,8 +408,8 @@ class MpiEngine:
             work = self._work(hi - lo)
             self._fit["saved"][...] = local.buffers
             step = self._sync_step if sync else self._local_step
-            loss, c, m = step(placed, order, lo, hi, stop - start, work, seed, first_step + k, l1,
-                              l2, members)
+            loss, c, m = step(order, lo, hi, stop - start, work, seed, first_step + k, l1, l2,
+                              members)
             failure = local.apply_update(work, loss, coefficients[k:k + 1], clip_norm, members)
             if failure is not None:
                 local.buffers[...] = self._fit["saved"]  # as after the last finite step
@@ -410,14 +420,14 @@ class MpiEngine:
             counted += m
         return EpochResult(done, total, correct, counted, failure)
 
-    def _local_step(self, placed, order, lo, hi, global_rows, work, seed, step, l1, l2, members):
+    def _local_step(self, order, lo, hi, global_rows, work, seed, step, l1, l2, members):
         """Rows order[lo:hi] of a global batch of ``global_rows`` rows through the compiled
         whole-network step (local batchnorm statistics); with several ranks, the rows-weighted
         gradients, the averaged running statistics and the loss/accuracy sums are added up over
         the ranks in place. Returns the global batch's (mean loss + penalty, correct, counted)."""
         comm, local, fit = self.comm, self.local, self._fit
-        loss, correct, counted = local.local_gradient(placed, order, lo, hi, step, l1, l2, seed,
-                                                      work, members)
+        loss, correct, counted = local.local_gradient(order, lo, hi, step, l1, l2, seed, work,
+                                                      members)
         if comm.size == 1:
             return loss, correct, counted
         np.multiply(fit["grads"], (hi - lo) / global_rows, out=fit["grads"])
@@ -429,9 +439,10 @@ class MpiEngine:
         local.buffers[...] = fit["stats"]
         return float(scalars[0]) / global_rows, int(scalars[1]), int(scalars[2])
 
-    def _sync_step(self, placed, order, lo, hi, global_rows, work, seed, step, l1, l2, members):
+    def _sync_step(self, order, lo, hi, global_rows, work, seed, step, l1, l2, members):
         """:meth:`_local_step` with synchronized batchnorm statistics (``batchnorm="sync"``)."""
         comm, local, fit = self.comm, self.local, self._fit
+        placed = local.fit_data.train
         lay = local.layout
         rows = order[lo:hi]
         m = rows.shape[0]
