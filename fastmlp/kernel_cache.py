@@ -27,8 +27,11 @@ to stderr when stderr is a terminal (:func:`compile_notice`); ``fastmlp train`` 
 before training whenever :func:`is_cold` says the training kernel is not cached yet.
 
 Only fastmlp's own modules are redirected; other Numba functions in the process keep Numba's
-usual cache locations. A ``NUMBA_CACHE_LOCATOR_CLASSES`` setting (Numba's override of the cache
-locators) is respected as it is.
+usual cache locations. The redirection uses Numba's setting of the cache locators
+(``numba.config.CACHE_LOCATOR_CLASSES``, the ``NUMBA_CACHE_LOCATOR_CLASSES`` environment
+variable): when it is empty, :class:`KernelCacheLocator` is put before Numba's default locators
+for this process (and again after each compilation, since Numba reloads its settings from the
+environment when a ``NUMBA_*`` variable changed); a value the user set is respected as it is.
 """
 
 from __future__ import annotations
@@ -41,14 +44,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from numba.core import caching as _caching
+from numba.core import caching as numba_caching
 from numba.core import config as _numba_config
 from numba.core import event as _event
 
 from . import __version__
 
 __all__ = ["cache_root", "cache_folder", "is_cold", "source_fingerprint", "compile_notice",
-           "COMPILE_NOTICE", "PRUNE_AFTER_DAYS"]
+           "KernelCacheLocator", "COMPILE_NOTICE", "PRUNE_AFTER_DAYS"]
 
 COMPILE_NOTICE = ("compiling the kernels for first use (up to a minute; they are cached for later "
                   "runs)...")
@@ -198,10 +201,12 @@ def cache_folder():
     return None
 
 
-class _Locator(_caching._SourceFileBackedLocatorMixin, _caching._CacheLocator):
-    """Numba cache locator for fastmlp's modules: ``cache_folder()/<module folder>_<hash>``."""
+class KernelCacheLocator(numba_caching.UserProvidedCacheLocator):
+    """Numba cache locator for fastmlp's modules: ``cache_folder()/<module folder>_<hash>``
+    (Numba's locator of a user-given folder, with the folder chosen here); other modules get
+    None, so Numba's next locator serves them."""
 
-    def __init__(self, py_func, py_file, folder):
+    def __init__(self, py_func, py_file, folder):  # not Numba's: its folder is config.CACHE_DIR
         self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
         self._cache_path = os.path.join(os.fspath(folder), self.get_suitable_cache_subpath(py_file))
@@ -229,7 +234,7 @@ def _subfolder_of(py_file):
     folder = cache_folder()
     if folder is None:
         return None
-    return folder / _caching._CacheLocator.get_suitable_cache_subpath(str(py_file))
+    return folder / KernelCacheLocator.get_suitable_cache_subpath(str(py_file))
 
 
 def is_cold():
@@ -250,19 +255,22 @@ def is_cold():
 
 
 def _ours(cache):
-    impl = getattr(cache, "_impl", None)
-    return type(getattr(impl, "locator", None)).__name__ == _Locator.__name__ and \
-        type(impl.locator).__module__ == __name__
+    """Whether the Numba ``cache`` keeps its entries in fastmlp's folder."""
+    path, folder = getattr(cache, "cache_path", None), cache_folder()
+    if not path or folder is None:
+        return False
+    try:
+        return _inside(Path(path).resolve(), [folder.resolve()])
+    except (OSError, ValueError):
+        return False
 
 
 def _forget(cache):
-    """Remove the index of ``cache`` (so its entries are compiled again and rewritten)."""
-    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
-    if index:
-        try:
-            os.remove(index)
-        except OSError:
-            pass
+    """Empty the index of ``cache`` (so its entries are compiled again and rewritten)."""
+    try:
+        cache.flush()
+    except Exception:  # an index that cannot be written either: the next load fails again
+        pass
 
 
 def _guarded_load(original):
@@ -329,28 +337,38 @@ class _CompileListener(_event.Listener):
     def on_start(self, event):
         if _notice_given:
             return
-        dispatcher = (event.data or {}).get("dispatcher")
-        if _ours(getattr(dispatcher, "_cache", None)):  # a kernel cached in fastmlp's folder
+        stats = getattr((event.data or {}).get("dispatcher"), "stats", None)
+        if _ours(stats):  # a kernel cached in fastmlp's folder
             compile_notice()
 
     def on_end(self, event):
-        pass
+        _use_kernel_locator()  # a compilation may have reloaded Numba's settings
 
 
 _listener = None
 
 
+NUMBA_DEFAULT_LOCATORS = ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator",
+                          "IPythonCacheLocator", "ZipCacheLocator")
+"""Numba's own cache locators, in the order it tries them when its setting is empty."""
+
+LOCATOR_SETTING = ",".join([f"{__name__}.{KernelCacheLocator.__name__}", *NUMBA_DEFAULT_LOCATORS])
+"""The value of ``numba.config.CACHE_LOCATOR_CLASSES`` while fastmlp redirects its kernels."""
+
+
+def _use_kernel_locator():
+    """Numba's locator setting made :data:`LOCATOR_SETTING` unless the user chose one."""
+    if not _numba_config.CACHE_LOCATOR_CLASSES:
+        _numba_config.CACHE_LOCATOR_CLASSES = LOCATOR_SETTING
+
+
 def install():
-    """Put :class:`_Locator` first among the cache locators Numba tries, make reading or
-    writing an entry of fastmlp's kernels that fails fall back to compiling, and listen for the
-    first compilation of a kernel (idempotent)."""
+    """Put :class:`KernelCacheLocator` first among the cache locators Numba tries, make reading
+    or writing an entry of fastmlp's kernels that fails fall back to compiling, and listen for
+    the first compilation of a kernel (idempotent)."""
     global _listener
-    impl = getattr(_caching, "CacheImpl", None) or _caching._CacheImpl  # the older name
-    classes = [c for c in impl._locator_classes
-               if getattr(c, "__qualname__", "") != _Locator.__qualname__
-               or getattr(c, "__module__", "") != __name__]
-    impl._locator_classes = [_Locator, *classes]
-    cache = _caching.Cache
+    _use_kernel_locator()
+    cache = numba_caching.Cache
     if not getattr(cache.load_overload, "fastmlp_guard", False):
         cache.load_overload = _guarded_load(cache.load_overload)
     if not getattr(cache.save_overload, "fastmlp_guard", False):

@@ -172,9 +172,10 @@ class Standardizer:
             "var": self.var_.copy(),
         }
 
-    @classmethod
-    def from_state_dict(cls, state: Mapping[str, np.ndarray]) -> Standardizer:
-        """Rebuild a fitted Standardizer from ``state_dict()`` output or its ``np.load`` result."""
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> Standardizer:
+        """Take ``eps`` and the statistics from ``state_dict()`` output or its ``np.load``
+        result; returns ``self``. The state is checked first: a bad one raises ValueError and
+        leaves this Standardizer unchanged."""
         missing = [key for key in _STATE_KEYS if key not in state]
         if missing:
             raise ValueError(
@@ -192,9 +193,15 @@ class Standardizer:
             )
         if (var < 0).any():
             raise ValueError("state['var'] must be non-negative")
-        standardizer = cls(eps=float(eps))
-        standardizer._set_statistics(mean, var)
-        return standardizer
+        self.eps = _check_eps(float(eps))
+        self._set_statistics(mean, var)
+        return self
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, np.ndarray]) -> Standardizer:
+        """A fitted Standardizer rebuilt from ``state_dict()`` output or its ``np.load`` result
+        (see :meth:`load_state_dict`)."""
+        return cls().load_state_dict(state)
 
 
 def _check_state_vector(value, key: str) -> np.ndarray:

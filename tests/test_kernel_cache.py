@@ -123,9 +123,9 @@ def test_only_fastmlp_modules_are_redirected(tmp_path):
         pass
     outside = tmp_path / "user_module.py"
     outside.write_text("def function():\n    pass\n")
-    assert kernel_cache._Locator.from_function(function, str(outside)) is None
+    assert kernel_cache.KernelCacheLocator.from_function(function, str(outside)) is None
     import fastmlp.kernels.cpu.train as train
-    locator = kernel_cache._Locator.from_function(function, train.__file__)
+    locator = kernel_cache.KernelCacheLocator.from_function(function, train.__file__)
     assert locator is not None
     assert Path(locator.get_cache_path()).parent == kernel_cache.cache_folder()
 
@@ -208,3 +208,31 @@ def test_the_first_compilation_of_a_kernel_shows_the_notice(monkeypatch):
     with event.trigger_event("numba:compile", data={"dispatcher": kernel}):
         pass
     assert kernel_cache.COMPILE_NOTICE in terminal.text
+
+
+# ----------------------------------------------------------------------------- Numba's setting
+
+def test_the_locator_setting_keeps_numbas_default_locators_in_order():
+    from numba.core import caching
+    defaults = [cls.__name__ for cls in caching.CacheImpl._locator_classes]
+    assert list(kernel_cache.NUMBA_DEFAULT_LOCATORS) == defaults
+    assert kernel_cache.LOCATOR_SETTING.split(",") == [
+        "fastmlp.kernel_cache.KernelCacheLocator", *defaults]
+
+
+def test_the_locator_setting_survives_a_reload_of_numbas_settings(monkeypatch):
+    """Numba reloads its settings from the environment when a NUMBA_* variable changed (at the
+    next compilation); fastmlp's locator is in place again once that compilation ends."""
+    from numba import njit
+    from numba.core import config
+    assert config.CACHE_LOCATOR_CLASSES == kernel_cache.LOCATOR_SETTING
+    monkeypatch.setenv("NUMBA_FASTMLP_TEST_SETTING", "1")
+    assert njit(lambda x: x + 1)(1) == 2
+    assert config.CACHE_LOCATOR_CLASSES == kernel_cache.LOCATOR_SETTING
+
+
+def test_a_locator_setting_of_the_users_is_respected(monkeypatch):
+    from numba.core import config
+    monkeypatch.setattr(config, "CACHE_LOCATOR_CLASSES", "InTreeCacheLocator")
+    kernel_cache.install()
+    assert config.CACHE_LOCATOR_CLASSES == "InTreeCacheLocator"

@@ -262,9 +262,24 @@ def test_state_dict_is_a_copy(X):
         ({"eps": np.array(0.0), "mean": np.zeros(2), "var": np.ones(2)}, "eps must be"),
     ],
 )
-def test_from_state_dict_rejects_bad_state(state, match):
+def test_from_state_dict_rejects_bad_state(state, match, X):
     with pytest.raises(ValueError, match=match):
         Standardizer.from_state_dict(state)
+    fitted = Standardizer(eps=1e-3).fit(X)
+    before = fitted.state_dict()
+    with pytest.raises(ValueError, match=match):
+        fitted.load_state_dict(state)  # checked before anything changes
+    assert fitted.eps == 1e-3
+    for key, value in fitted.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_load_state_dict_takes_another_fit(X):
+    other = Standardizer(eps=1e-2).fit(X[::2] * 3.0 + 1.0)
+    s = Standardizer().fit(X)
+    assert s.load_state_dict(other.state_dict()) is s
+    assert s.eps == 1e-2
+    np.testing.assert_array_equal(s.transform(X), other.transform(X))
 
 
 def test_repr():

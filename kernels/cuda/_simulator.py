@@ -28,6 +28,7 @@ simulator lacks the expected structure. ``_reduce`` calls it on import, which ev
 using shared memory or block reductions imports.
 """
 
+import inspect
 import sys
 import threading
 from contextlib import contextmanager
@@ -45,7 +46,7 @@ def _locked_shared_array(original, types, as_dtype):
             return original(self, shape, dtype)
         if isinstance(dtype, types.Type):
             dtype = as_dtype(dtype)
-        caller = sys._getframe(1)
+        caller = inspect.currentframe().f_back
         key = (caller.f_code.co_filename, caller.f_lineno)
         with _lock:
             res = self._allocations.get(key)
