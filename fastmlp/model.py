@@ -208,6 +208,7 @@ class MLP:
         return self._engine
 
     def _check_training_batch(self, n):
+        self._engine.check_training()
         if n < 2 and any(layer.batchnorm for layer in self.layers):
             raise ValueError("batchnorm in training mode needs at least 2 samples per batch "
                              "(the running variance uses B/(B-1))")

@@ -92,6 +92,16 @@ def test_training_one_model_from_two_threads_is_refused():
                             lr_schedule=schedule, progress=False)
         with pytest.raises(RuntimeError, match="already being trained"):
             second.fit(X, y)
+        steps, buffers = model.dropout_step, model.buffers.flat.copy()
+        with pytest.raises(RuntimeError, match="another thread"):
+            model.loss_and_grad(X[:8], y[:8])  # training mode: statistics and dropout step
+        with pytest.raises(RuntimeError, match="another thread"):
+            model.forward(X[:8], training=True)
+        with pytest.raises(RuntimeError, match="another thread"):
+            model.loss_value(X[:8], y[:8], training=True)
+        assert model.dropout_step == steps
+        np.testing.assert_array_equal(model.buffers.flat, buffers)
+        model.loss_value(X[:8], y[:8])  # evaluation mode is allowed
         for key, value in before.items():
             np.testing.assert_array_equal(model.params[key], value)
         assert begun == [] and second.epoch == 0 and second.history == {}
@@ -101,3 +111,18 @@ def test_training_one_model_from_two_threads_is_refused():
         thread.join(timeout=300)
     assert errors == [] and first.epoch == 1
     fm.Trainer(model, epochs=1, progress=False).fit(X, y)  # free again once the first returns
+
+
+def test_a_callback_of_the_fit_may_run_training_mode_passes():
+    model = _model()
+    X = np.random.default_rng(2).normal(size=(64, 20)).astype(np.float32)
+    y = np.arange(64) % 4
+    losses = []
+
+    class Probe(fm.Callback):
+        def on_epoch_end(self, epoch, metrics):
+            losses.append(model.loss_and_grad(X[:8], y[:8])[0])
+            return False
+
+    fm.Trainer(model, epochs=2, batch_size=16, callbacks=[Probe()], progress=False).fit(X, y)
+    assert len(losses) == 2 and all(np.isfinite(losses))

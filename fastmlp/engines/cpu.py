@@ -254,6 +254,10 @@ class CpuEngine:
                              bounds=records.update_bounds(self.params, state))
         return data.shape()
 
+    def check_training(self):
+        """RuntimeError when another thread's fit holds the model (see ``FitLock``)."""
+        self._fit_lock.check_training()
+
     @property
     def fit_data(self):
         """The current fit's FitData (None outside a fit)."""

@@ -45,20 +45,35 @@ def describe_stop(result, slots, state_names, dtype):
 
 class FitLock:
     """At most one fit of a model at a time: :meth:`claim` when a fit begins (RuntimeError when
-    another thread's fit holds the model), :meth:`release` when it ends."""
+    another thread's fit holds the model), :meth:`release` when it ends; :meth:`check_training`
+    refuses the training-mode passes of other threads meanwhile."""
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._owner = None  # the thread whose fit holds the lock
 
     def claim(self):
         if not self._lock.acquire(blocking=False):
             raise RuntimeError("this model is already being trained by another fit (in another "
                                "thread); train a model in one fit at a time, or train a copy "
                                "(model.copy())")
+        self._owner = threading.get_ident()
 
     def release(self):
         if self._lock.locked():
+            self._owner = None
             self._lock.release()
+
+    def check_training(self):
+        """RuntimeError when a fit of another thread holds the model: a training-mode pass
+        (which updates the batchnorm running statistics and the dropout step) would change them
+        under that fit. The fit's own thread (its callbacks) may run them."""
+        owner = self._owner
+        if owner is not None and owner != threading.get_ident():
+            raise RuntimeError("this model is being trained by a fit in another thread; a "
+                               "training-mode pass would change its batchnorm statistics and "
+                               "dropout step under that fit: wait for the fit to end, use "
+                               "training=False, or use a copy (model.copy())")
 
     @contextmanager
     def beginning(self):
