@@ -65,13 +65,14 @@ def check_features(X, n_features, dtype, name="X"):
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features but the model expects {n_features} "
                          f"(input_dim)")
-    check_finite(arr, name)
     return cast_finite(arr, dtype, name)
 
 
 def cast_finite(arr, dtype, name, hint=None):
-    """C-contiguous ``arr`` as ``dtype``; ValueError when finite values overflow it (e.g. 1e300 →
-    float32). ``hint`` says what to do instead (default: use a float64 model)."""
+    """C-contiguous ``arr`` as ``dtype``; ValueError when it contains NaN or inf, or when finite
+    values overflow ``dtype`` (e.g. 1e300 → float32). ``hint`` says what to do instead (default:
+    use a float64 model). One pass over the values when they are fine: the cast result is
+    checked, and ``arr`` only to tell the two errors apart."""
     with np.errstate(over="ignore", invalid="ignore"):
         out = writable_contiguous(arr, dtype)
     if not all_finite(out):
