@@ -246,18 +246,29 @@ class Optimizer:
             state["step"] += 1
 
     def _coefficient_row(self, t, dtype):
-        """The kernel's scalars at step t cast to ``dtype``; ValueError when one of them (the
-        learning rate, typically) does not fit in it."""
-        row = np.zeros(N_COEFFICIENTS, dtype=dtype)
-        values = self._coefficients(t)
-        largest = _LARGEST[np.dtype(dtype)]
-        if not all(abs(c) <= largest for c in values):
+        """The kernel's scalars at step t cast to ``dtype`` (N_COEFFICIENTS,); see
+        :meth:`_coefficient_rows`."""
+        return self._coefficient_rows(t, 1, dtype)[0]
+
+    def _coefficient_rows(self, t, steps, dtype):
+        """(steps, N_COEFFICIENTS) kernel scalars of steps t, t+1, …: :meth:`_coefficients` in
+        float64, each value rounded once to ``dtype`` (unused columns 0). ValueError when one of
+        them (the learning rate, typically) does not fit in ``dtype``."""
+        dtype = np.dtype(dtype)
+        table = np.zeros((steps, N_COEFFICIENTS), dtype=np.float64)
+        if steps == 0:
+            return table.astype(dtype)
+        rows = [self._coefficients(step) for step in range(t, t + steps)]
+        values = np.array(rows, dtype=np.float64)
+        table[:, :values.shape[1]] = values
+        largest = _LARGEST[dtype]
+        too_large = np.flatnonzero(~(np.abs(values) <= largest).all(axis=1))  # NaN too
+        if too_large.size:
+            k = int(too_large[0])
             raise ValueError(
-                f"{self!r}: at step {t} its update scalars {tuple(values)} do not fit in "
-                f"{np.dtype(dtype).name} (largest {largest:.4g}); use a smaller lr (or a float64 "
-                f"model)")
-        row[:len(values)] = [np.dtype(dtype).type(c) for c in values]
-        return row
+                f"{self!r}: at step {t + k} its update scalars {tuple(rows[k])} do not fit in "
+                f"{dtype.name} (largest {largest:.4g}); use a smaller lr (or a float64 model)")
+        return table.astype(dtype)
 
     def _state_for(self, key, param):
         """The state of ``key``, created if absent; checked against ``param``'s shape and dtype."""
@@ -331,10 +342,7 @@ class Optimizer:
         share one step count), cast to ``dtype`` exactly as :meth:`step` casts them."""
         keys = list(keys)
         t0 = self.state[keys[0]]["step"] if keys and keys[0] in self.state else 0
-        table = np.zeros((steps, N_COEFFICIENTS), dtype=dtype)
-        for k in range(steps):
-            table[k] = self._coefficient_row(t0 + k + 1, dtype)
-        return table
+        return self._coefficient_rows(t0 + 1, steps, dtype)
 
     def advance(self, keys, steps):
         """Count ``steps`` updates of ``keys`` done by a compiled epoch."""

@@ -536,3 +536,29 @@ def test_state_shape_change_raises_naming_key(cls):
     opt.step(_good(), _good())
     with pytest.raises(ValueError, match="'W'"):
         opt.step({"W": np.ones((2, 2))}, {"W": np.ones((2, 2))})
+
+
+@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_coefficient_table_rounds_each_float64_scalar_once(case, dtype):
+    """Each kernel scalar of step t is the optimizer's float64 formula rounded once to the
+    model's dtype, for early and late steps, in the epoch table and in ``step`` alike."""
+    opt = case.cls(**case.hyper)
+    opt.load_state_dict(_hand_set_state_dict(case))
+    t0 = case.state["step"]
+    table = opt.coefficient_table(["w"], 40, dtype)
+    assert table.dtype == dtype and table.shape[0] == 40
+    for k in (0, 1, 39):
+        values = opt._coefficients(t0 + k + 1)
+        expected = np.zeros(table.shape[1], dtype=dtype)
+        expected[:len(values)] = [dtype(c) for c in values]
+        np.testing.assert_array_equal(table[k], expected)
+    np.testing.assert_array_equal(opt._coefficient_row(t0 + 40, dtype), table[39])
+    assert opt.coefficient_table(["w"], 0, dtype).shape == (0, table.shape[1])
+
+
+def test_a_scalar_that_does_not_fit_names_its_step():
+    opt = Adam(lr=3e38, betas=(0.5, 0.999))  # lr / (1 - beta1**t) exceeds float32 at t = 1
+    with pytest.raises(ValueError, match=r"at step 1 its update scalars .* do not fit in float32"):
+        opt.coefficient_table(["w"], 5, np.float32)
+    assert opt.coefficient_table(["w"], 5, np.float64).shape == (5, 9)
