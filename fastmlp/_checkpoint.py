@@ -15,6 +15,7 @@ from ._validation import (
     check_size,
     check_state_values,
     check_step,
+    resolve_dtype,
 )
 from .architecture import expected_state_arrays, file_config
 from .engines.layout import build_layout, views
@@ -64,7 +65,7 @@ def read_checkpoint(path, file_format, max_version):
         _check_fields(meta, source)
         layout = build_layout(config["input_dim"], config["layers"])
         required = expected_state_arrays(config)
-        optional = _optimizer_arrays(meta, layout, config["dtype"], source)
+        optional = _optimizer_arrays(meta, layout, resolve_dtype(config["dtype"]), source)
         early = _early_stopping_arrays(meta, layout)
         check_arrays(npz.headers, source, required, dict(optional, **early))
         stored = set(early) & set(npz.headers)

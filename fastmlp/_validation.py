@@ -8,17 +8,31 @@ import os
 import numpy as np
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+MIXED_BFLOAT16 = "mixed_bfloat16"
+"""The mixed-precision policy (Keras's name): float32 parameters, gradients, optimizer state,
+statistics and loss; every matrix product on bfloat16 operands, summed in float32."""
+DTYPE_POLICIES = (*DTYPES, MIXED_BFLOAT16)
 
 
-def resolve_dtype(dtype):
-    """'float32' / 'float64' (or the NumPy types) → np.dtype; anything else is a ValueError."""
+def dtype_policy(dtype):
+    """The name of a model's dtype policy: 'float32', 'float64' (or the NumPy types) or
+    'mixed_bfloat16'; anything else is a ValueError."""
+    if isinstance(dtype, str) and dtype == MIXED_BFLOAT16:
+        return MIXED_BFLOAT16
     try:
         resolved = np.dtype(dtype)
     except TypeError:
         resolved = None
     if resolved is None or resolved.name not in DTYPES or isinstance(dtype, bool):
-        raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
-    return resolved
+        raise ValueError(f"dtype must be 'float32', 'float64' or 'mixed_bfloat16'; got {dtype!r}")
+    return resolved.name
+
+
+def resolve_dtype(dtype):
+    """The np.dtype of the arrays under a dtype policy (:func:`dtype_policy`): float32 or
+    float64 (float32 for 'mixed_bfloat16')."""
+    name = dtype_policy(dtype)
+    return np.dtype(np.float32 if name == MIXED_BFLOAT16 else DTYPES[name])
 
 
 def as_numeric_array(value, name):

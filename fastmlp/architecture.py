@@ -8,9 +8,11 @@ import numpy as np
 
 from ._validation import (
     MAX_SEED,
+    MIXED_BFLOAT16,
     check_network_size,
     check_seed,
     check_size,
+    dtype_policy,
     resolve_dtype,
 )
 from .engines import DEVICES
@@ -38,9 +40,12 @@ def checked_arguments(input_dim, layers, loss="cross_entropy", dtype="float32", 
             raise TypeError(f"layers[{i}] must be a fastmlp.Dense; got {type(layer).__name__}")
     layers = [Dense.from_config(layer.get_config()) for layer in layers]
     loss = check_loss_name(loss)
-    dtype = resolve_dtype(dtype)
+    dtype = dtype_policy(dtype)
     if not isinstance(device, str) or device not in DEVICES:
         raise ValueError(f"device must be 'cpu' or 'cuda'; got {device!r}")
+    if dtype == MIXED_BFLOAT16 and device != "cpu":
+        raise ValueError("dtype 'mixed_bfloat16' runs on the CPU only (device='cpu'); on a GPU "
+                         "use 'float32'")
     if not isinstance(init, str) or init not in INITS:
         raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
     if seed is None:

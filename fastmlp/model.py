@@ -6,12 +6,14 @@ import numpy as np
 
 from . import __version__
 from ._validation import (
+    MIXED_BFLOAT16,
     allocate,
     check_memory,
     check_real,
     check_state_values,
     check_step,
     format_bytes,
+    resolve_dtype,
 )
 from .architecture import checked_arguments, expected_state_arrays, file_config
 from .engines import DEVICES, engine_for
@@ -69,7 +71,12 @@ class MLP:
         ``cross_entropy`` (softmax + log-likelihood), ``binary_cross_entropy`` (sigmoid per output),
         ``mse`` or ``hinge`` (multiclass SVM). See :mod:`fastmlp.losses` for accepted targets.
     dtype : str
-        ``float32`` or ``float64`` for parameters and computation.
+        ``float32`` or ``float64`` for parameters and computation, or ``mixed_bfloat16``
+        (Keras's policy name; CPU only): parameters, gradients, optimizer state, batchnorm
+        statistics and the loss are float32 (``model.dtype``), and every matrix product takes
+        its operands rounded to bfloat16 (to nearest even) and sums in float32, through oneDNN
+        (``pip install "fastmlp[bf16]"``; the CPU needs AVX512_BF16 or AMX-BF16, else a
+        RuntimeError names what is missing). Inputs are float32.
     device : str
         ``cpu`` or ``cuda``. With ``cuda`` the computation runs on the GPU (numba.cuda); the
         parameters and buffers keep a host copy (``params``/``buffers`` stay NumPy arrays) that is
@@ -86,6 +93,10 @@ class MLP:
 
     Attributes
     ----------
+    dtype : numpy.dtype
+        The dtype of the parameters, buffers, gradients and inputs (float32 or float64).
+    dtype_policy : str
+        ``"float32"``, ``"float64"`` or ``"mixed_bfloat16"`` (the ``dtype`` argument).
     params : dict[str, ndarray]
         ``"0.W"`` (in, out), ``"0.b"`` (out,), ``"0.gamma"``, ``"0.beta"`` (batchnorm layers),
         ``"1.W"``, … — views into the model's storage: modify them in place, or assign
@@ -107,7 +118,8 @@ class MLP:
         self.input_dim = checked["input_dim"]
         self.layers = checked["layers"]
         self.loss = checked["loss"]
-        self.dtype = checked["dtype"]
+        self.dtype_policy = checked["dtype"]
+        self.dtype = resolve_dtype(self.dtype_policy)
         self.device = checked["device"]
         self.init = checked["init"]
         self.seed = checked["seed"]
@@ -119,7 +131,8 @@ class MLP:
         self._params_view = views(self._params, self._layout.param_slots, ArrayViews)
         self._buffers_view = views(self._buffers, self._layout.buffer_slots, ArrayViews)
         self._engine = engine_for(device, self._layout, self._params, self._buffers, self.dtype,
-                                  self.seed, self.n_outputs, self.loss)
+                                  self.seed, self.n_outputs, self.loss,
+                                  mixed=self.dtype_policy == MIXED_BFLOAT16)
         self.dropout_step = 0
         self.standardizer = None  # an optional fitted Standardizer saved with the model
         self._initialize()
@@ -164,7 +177,7 @@ class MLP:
     def get_config(self):
         """JSON-able constructor arguments (``MLP(**config)`` rebuilds the architecture)."""
         return {"input_dim": self.input_dim, "layers": [layer.get_config() for layer in self.layers],
-                "loss": self.loss, "dtype": self.dtype.name, "device": self.device,
+                "loss": self.loss, "dtype": self.dtype_policy, "device": self.device,
                 "init": self.init, "seed": self.seed}
 
     @classmethod
@@ -176,7 +189,7 @@ class MLP:
     def __repr__(self):
         layers = ", ".join(repr(layer) for layer in self.layers)
         return (f"MLP(input_dim={self.input_dim}, layers=[{layers}], loss={self.loss!r}, "
-                f"dtype={self.dtype.name!r})")
+                f"dtype={self.dtype_policy!r})")
 
     @property
     def params(self):

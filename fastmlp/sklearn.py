@@ -30,7 +30,7 @@ from sklearn.utils import check_random_state, check_scalar
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import resolve_dtype
+from ._validation import dtype_policy, resolve_dtype
 from .callbacks import Callback, EarlyStopping
 from .layers import ACTIVATIONS, Dense
 from .model import MLP
@@ -163,9 +163,8 @@ class _BaseMLP(BaseEstimator):
         check_scalar(self.patience, "patience", numbers.Integral, min_val=1)
         _check_bool(self.warm_start, "warm_start")
         _check_bool(self.shuffle, "shuffle")
-        dtype = resolve_dtype(self.dtype)
         return {"hidden": hidden, "activation": self.activation, "batchnorm": batchnorm,
-                "dropout": float(self.dropout), "dtype": dtype.name}
+                "dropout": float(self.dropout), "dtype": dtype_policy(self.dtype)}
 
     def _make_optimizer(self):
         params = dict(self.optimizer_params or {})
@@ -192,7 +191,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"warm_start and partial_fit continue the fitted network, whose "
                              f"architecture {self._architecture} differs from the current "
                              f"parameters {arch}; set warm_start=False to fit a new network")
-        dtype = np.dtype(arch["dtype"])
+        dtype = resolve_dtype(arch["dtype"])
         X, y = validate_data(self, X, y, reset=not incremental, dtype=dtype,
                               **self._validate_y_kwargs())
         X = _writeable(np.ascontiguousarray(X))
@@ -218,7 +217,7 @@ class _BaseMLP(BaseEstimator):
             layers = [Dense(units, activation=arch["activation"], batchnorm=arch["batchnorm"],
                             dropout=arch["dropout"]) for units in arch["hidden"]]
             layers.append(Dense(n_outputs))
-            model = MLP(X.shape[1], layers, loss=self._loss, dtype=dtype,
+            model = MLP(X.shape[1], layers, loss=self._loss, dtype=arch["dtype"],
                         seed=int(rng.randint(_SEED_BOUND)))
             optimizer = self._make_optimizer()
             history, n_iter, scores = {}, 0, []
@@ -368,11 +367,12 @@ _PARAMETERS_DOC = """
     warm_start : bool, default=False
         Continue training the fitted network in ``fit`` (same architecture, optimizer state
         kept) instead of starting anew.
-    dtype : {"float32", "float64"}, default="float32"
-        Precision of the parameters and of training. Predictions (``predict``,
-        ``predict_proba``, ``score``) evaluate the network in float64 from these parameters, so a
-        row's prediction does not depend on the other rows passed with it; ``model_.forward``
-        evaluates in ``dtype``.
+    dtype : {"float32", "float64", "mixed_bfloat16"}, default="float32"
+        Precision of the parameters and of training (``mixed_bfloat16``: float32 parameters and
+        state with bfloat16 matrix products, see :class:`fastmlp.MLP`). Predictions
+        (``predict``, ``predict_proba``, ``score``) evaluate the network in float64 from these
+        parameters, so a row's prediction does not depend on the other rows passed with it;
+        ``model_.forward`` evaluates in ``dtype``.
     shuffle : bool, default=True
         Reshuffle the training rows every epoch.
 """

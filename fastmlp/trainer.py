@@ -9,7 +9,14 @@ import numpy as np
 
 from . import __version__
 from ._checkpoint import read_checkpoint
-from ._validation import check_real, check_seed, check_shuffle_state, check_size, check_step
+from ._validation import (
+    check_real,
+    check_seed,
+    check_shuffle_state,
+    check_size,
+    check_step,
+    resolve_dtype,
+)
 from .callbacks import Callback, EarlyStopping
 from .engines.fit_data import FitPlan
 from .io import FileFormatError, atomic_save_npz
@@ -334,8 +341,8 @@ class Trainer:
                 early = EarlyStopping(**meta["early_stopping"]["config"])
                 early.set_state(meta["early_stopping"]["state"])
                 if "early_stopping/params" in arrays:
-                    early.best_params = arrays["early_stopping/params"].astype(config["dtype"])
-                    early.best_buffers = arrays["early_stopping/buffers"].astype(config["dtype"])
+                    early.best_params = arrays["early_stopping/params"].astype(resolve_dtype(config["dtype"]))
+                    early.best_buffers = arrays["early_stopping/buffers"].astype(resolve_dtype(config["dtype"]))
             model = MLP(**config)
             model.load_state_arrays({k: v for k, v in arrays.items()
                                      if k.startswith(("params/", "buffers/"))}, repr(str(path)))

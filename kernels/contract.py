@@ -18,10 +18,15 @@ Records (NamedTuples that compiled code takes as typed tuples; see ``engines.rec
       or empty, float targets (n, C) or (0, C), the loss code, and for an epoch the row order (n,)
       int64 and batch boundaries (steps + 1,) int64 (batch k is order[bounds[k]:bounds[k + 1]]).
     - ``Workspace(ws, ws_off, ws_off_last, grads, partials, Xb, lb, tb, saved, shared, sync,
-      result)``: the flat activation workspace with its layouts for a full and for the last batch,
+      result, half)``: the flat activation workspace with its layouts for a full and for the last batch,
       the gradient (P,), per-part sums (parts, N_PARTIALS) float64, the batch buffers, a copy of
       the statistics (R,) for undoing a non-finite step, the team's float and int64 arrays, and
-      result (N_RESULT,) float64 (``R_*``).
+      result (N_RESULT,) float64 (``R_*``), and ``half``, a ``Half`` record (None on the GPU).
+    - ``Half(params, ws, x)``: the bfloat16 operands of the matrix products of a
+      ``mixed_bfloat16`` model, as uint16 bits (``cpu/bf16``): params (P,) rounds the parameters
+      (same offsets), ws (S,) the layer outputs and pre-activation gradients (same offsets as the
+      workspace), x (B, d) the batch's input rows. All three are empty for a float32 or float64
+      model, whose products take the float operands themselves.
     - ``Update(code, s0, s1, s2, flag, init, coefficients, bounds)``: the optimizer code, its
       state arrays (P,) or empty, its flag (nesterov / centered / amsgrad), whether the first step
       creates the SGD momentum buffer, the scalars of each step (steps, N_COEFFICIENTS), and
@@ -89,14 +94,16 @@ N_BOUNDS = 5
 
 # ---------------------------------------------------------------- phases and tasks
 GATHER, FORWARD, FORWARD_ROWS, LOSS, LAST_BATCHNORM, BACKWARD, UPDATE, GRAD_NORM = range(8)
-CHECK_UPDATE = 8
+CHECK_UPDATE, ROUND = 8, 9
 TASK_FORWARD, TASK_LOSS, TASK_GRADIENT, TASK_EPOCH, TASK_LOCAL_GRADIENT, TASK_UPDATE = range(6)
 
 # ---------------------------------------------------------------- records
 Network = namedtuple("Network", ["params", "buffers", "layer_int", "layer_float"])
 Data = namedtuple("Data", ["X", "labels", "targets", "loss_code", "order", "bounds"])
 Workspace = namedtuple("Workspace", ["ws", "ws_off", "ws_off_last", "grads", "partials", "Xb", "lb",
-                                     "tb", "saved", "shared", "sync", "result"])
+                                     "tb", "saved", "shared", "sync", "result", "half"],
+                       defaults=(None,))
+Half = namedtuple("Half", ["params", "ws", "x"])
 Update = namedtuple("Update", ["code", "s0", "s1", "s2", "flag", "init", "coefficients",
                                "bounds"])
 Run = namedtuple("Run", ["seed", "first_step", "l1", "l2", "clip_norm", "parts", "members",

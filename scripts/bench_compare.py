@@ -75,6 +75,7 @@ Examples::
     python scripts/bench_compare.py --threads 1           # every library single-threaded
     python scripts/bench_compare.py --recipe              # MNIST-1D recipe: fastmlp, PyTorch, JAX
     python scripts/bench_compare.py --inference           # predict latency vs onnxruntime
+    python scripts/bench_compare.py --bf16 --configs medium,large   # + mixed_bfloat16 rows
 """
 
 from __future__ import annotations
@@ -108,7 +109,12 @@ FRAMEWORKS = {
     "jax": ("JAX jit + optax", "jax"),
     "jax-scan": ("JAX scan (epoch as one jit)", "jax"),
     "sklearn": ("scikit-learn MLPClassifier", "sklearn"),
+    "fastmlp-bf16": ("fastmlp mixed_bfloat16", "fastmlp"),
+    "torch-bf16": ("PyTorch bf16 autocast", "torch"),
 }
+# the mixed-precision rows (bfloat16 products, float32 state) run only when asked for (--bf16)
+BF16_FRAMEWORKS = ("fastmlp-bf16", "torch-bf16")
+DEFAULT_FRAMEWORKS = tuple(name for name in FRAMEWORKS if name not in BF16_FRAMEWORKS)
 EXTRA_MODULES = {"jax": ("optax",), "jax-scan": ("optax",)}
 # the OpenBLAS settings the workers run without (see the module docstring)
 BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -286,6 +292,38 @@ def build_fastmlp_api(sizes, batch, X, y, dtype, n_batches):
 
     return (lambda: one(Xb, yb)), epoch, _nothing, [
         "fastmlp (public API): MLP.loss_and_grad + Adam.step(model.params, grads) per batch"]
+
+
+def build_fastmlp_bf16(sizes, batch, X, y, dtype, n_batches):
+    """fastmlp under ``dtype="mixed_bfloat16"`` (float32 data and state, bfloat16 products)."""
+    if dtype != "float32":
+        raise ValueError("the mixed_bfloat16 rows need --dtype float32")
+    step, epoch, sync, notes = build_fastmlp(sizes, batch, X, y, "mixed_bfloat16", n_batches)
+    return step, epoch, sync, notes + [
+        "fastmlp mixed_bfloat16: MLP(dtype='mixed_bfloat16'), the Trainer as for fastmlp"]
+
+
+def build_torch_bf16(sizes, batch, X, y, dtype, n_batches):
+    """PyTorch eager with float32 parameters under ``torch.autocast("cpu", torch.bfloat16)``."""
+    if dtype != "float32":
+        raise ValueError("the mixed_bfloat16 rows need --dtype float32")
+    torch, model, opt, batches = _torch_setup(sizes, batch, X, y, dtype)
+    F = torch.nn.functional
+
+    def one(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+
+    def epoch():
+        for xb, yb in batches:
+            one(xb, yb)
+
+    return (lambda: one(*batches[0])), epoch, _nothing, [
+        "PyTorch bf16 autocast: float32 model and Adam, forward under "
+        "torch.autocast('cpu', dtype=torch.bfloat16)"]
 
 
 def _torch_setup(sizes, batch, X, y, dtype):
@@ -509,6 +547,8 @@ BUILDERS = {
     "jax": build_jax,
     "jax-scan": build_jax_scan,
     "sklearn": build_sklearn,
+    "fastmlp-bf16": build_fastmlp_bf16,
+    "torch-bf16": build_torch_bf16,
 }
 
 
@@ -932,8 +972,11 @@ def render(results, configs, args, started, load_start, load_end, wall_s):
 
     lines.append("## Summary: median µs per training step inside whole epochs")
     lines.append("")
+    bf16 = "fastmlp-bf16" in results
     header = (["config"] + [label[f] for f in shown]
-              + ["fastmlp ÷ floor", "JAX scan ÷ fastmlp", "PyTorch eager ÷ fastmlp"])
+              + ["fastmlp ÷ floor", "JAX scan ÷ fastmlp", "PyTorch eager ÷ fastmlp"]
+              + (["fastmlp bf16 ÷ floor", "fastmlp ÷ fastmlp bf16", "torch bf16 ÷ fastmlp bf16"]
+                 if bf16 else []))
     lines.append("| " + " | ".join(header) + " |")
     lines.append("| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |")
     for cfg in configs:
@@ -942,6 +985,11 @@ def render(results, configs, args, started, load_start, load_end, wall_s):
         row += [_fmt_ratio(_ratio(ours, per_step("floor", cfg))),
                 _fmt_ratio(_ratio(per_step("jax-scan", cfg), ours)),
                 _fmt_ratio(_ratio(per_step("torch", cfg), ours))]
+        if bf16:
+            mixed = per_step("fastmlp-bf16", cfg)
+            row += [_fmt_ratio(_ratio(mixed, per_step("floor", cfg))),
+                    _fmt_ratio(_ratio(ours, mixed)),
+                    _fmt_ratio(_ratio(per_step("torch-bf16", cfg), mixed))]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
 
@@ -1028,8 +1076,13 @@ def build_parser():
                              "like 40-256-256-10:32 (default: all three; small with --quick)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="floating-point type for every framework (default float32)")
-    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
-                        help="comma-separated subset of: " + ", ".join(FRAMEWORKS))
+    parser.add_argument("--frameworks", default=",".join(DEFAULT_FRAMEWORKS),
+                        help="comma-separated subset of: " + ", ".join(FRAMEWORKS)
+                             + " (default: all but the bf16 ones)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also run fastmlp-bf16 (dtype='mixed_bfloat16') and torch-bf16 "
+                             "(torch.autocast bfloat16), with summary columns against the float32 "
+                             "floor; needs --dtype float32 and fastmlp[bf16]")
     parser.add_argument("--output", metavar="FILE.md", help="also write the markdown report here")
     parser.add_argument("--json", metavar="FILE.json", help="also write the raw samples here")
     parser.add_argument("--long-epoch", type=float, default=10.0,
@@ -1092,9 +1145,11 @@ def main(argv=None):
             extra += ["--output", args.output]
         return bench_inference.main(extra)
     configs = parse_configs(args.configs)
-    if args.recipe and args.frameworks == ",".join(FRAMEWORKS):
+    if args.recipe and args.frameworks == ",".join(DEFAULT_FRAMEWORKS):
         args.frameworks = ",".join(RECIPE_BUILDERS)
     wanted = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    if args.bf16:
+        wanted += [f for f in BF16_FRAMEWORKS if f not in wanted]
     unknown = [f for f in wanted if f not in FRAMEWORKS]
     if unknown:
         raise SystemExit(f"unknown framework(s) {unknown}; choose from {', '.join(FRAMEWORKS)}")

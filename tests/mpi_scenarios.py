@@ -167,6 +167,24 @@ def other_data(out):
         sys.exit(3)
 
 
+def mixed(out, plain):
+    """A mixed_bfloat16 model with the DistributedTrainer (and, alone, with the plain Trainer)."""
+    X, y = data()
+    X = X.astype(np.float32)
+    def mixed_model():
+        return fm.MLP(12, [fm.Dense(24, "tanh"), fm.Dense(16, "relu"), fm.Dense(3)],
+                      dtype="mixed_bfloat16", seed=5)
+    net = mixed_model()
+    trainer = DistributedTrainer(net, fm.Adam(1e-2), timeout=60, **options())
+    history = trainer.fit(X, y)
+    np.savez(out / f"mixed_{trainer.size}_{trainer.rank}.npz", params=net._params,
+             loss=history["loss"])
+    if plain:
+        net = mixed_model()
+        history = fm.Trainer(net, fm.Adam(1e-2), **options()).fit(X, y)
+        np.savez(out / "mixed_plain.npz", params=net._params, loss=history["loss"])
+
+
 if __name__ == "__main__":
     scenario, out = sys.argv[1], Path(sys.argv[2])
     fm.set_num_threads(1)
@@ -184,5 +202,7 @@ if __name__ == "__main__":
         bad_input(out)
     elif scenario == "other_data":
         other_data(out)
+    elif scenario == "mixed":
+        mixed(out, plain=len(sys.argv) > 3)
     else:
         sys.exit(f"unknown scenario {scenario!r}")

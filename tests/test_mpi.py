@@ -67,6 +67,24 @@ def test_two_ranks_match_one_rank_and_the_trainer(tmp_path):
     assert not (tmp_path / "checkpoint_adam_rank1.npz").exists()
 
 
+def test_a_mixed_bfloat16_model_trains_data_parallel(tmp_path):
+    from fastmlp.kernels.cpu.onednn import bf16_support
+    if bf16_support() is not None:
+        pytest.skip(bf16_support())
+    proc, _ = scenario("mixed", None, tmp_path, "plain")
+    assert proc.returncode == 0, proc.stderr
+    proc, _ = scenario("mixed", 2, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    one, plain = load(tmp_path / "mixed_1_0.npz"), load(tmp_path / "mixed_plain.npz")
+    rank0, rank1 = load(tmp_path / "mixed_2_0.npz"), load(tmp_path / "mixed_2_1.npz")
+    # one rank rounds the same parameters and batches to bfloat16 as the Trainer's epoch kernel
+    np.testing.assert_array_equal(one["params"], plain["params"])
+    np.testing.assert_array_equal(one["loss"], plain["loss"])
+    assert one["params"].dtype == np.float32
+    np.testing.assert_array_equal(rank0["params"], rank1["params"])
+    np.testing.assert_allclose(rank0["loss"], one["loss"], rtol=2e-2)
+
+
 def test_local_batchnorm_keeps_the_ranks_identical(tmp_path):
     proc, _ = scenario("batchnorm", 2, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

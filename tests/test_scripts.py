@@ -44,6 +44,7 @@ def table_rows(stdout):
     ("bench_mpi.py", ["--rows", "--batch", "--ranks", "--quick"]),
     ("bench_gpu.py", ["--configs", "--steps", "--repeats", "--matmul", "--quick"]),
     ("bench_inference.py", ["--rows", "--sizes", "--threads", "--frameworks", "--quick"]),
+    ("bench_bf16.py", ["--configs", "--repeats", "--min-time", "--threads", "--quick"]),
 ])
 def test_help(name, words):
     proc = run_script(name, "--help")
@@ -145,3 +146,25 @@ def test_bench_inference_quick_on_a_small_model():
         ("onnxruntime InferenceSession.run", "1"), ("onnxruntime InferenceSession.run", "40")]
     assert all(float(row[2].replace(",", "")) > 0 for row in rows)
     assert all(float(row[6]) < 1e-5 for row in rows)  # onnxruntime agrees with predict_proba
+
+
+def test_bench_bf16_quick_on_a_small_network(tmp_path):
+    from fastmlp.kernels.cpu.bf16 import bf16_support
+    reason = bf16_support()
+    if reason is not None:
+        pytest.skip(reason)
+    out = tmp_path / "bf16.json"
+    proc = run_script("bench_bf16.py", "--quick", "--configs", "64-128-96-10:32",
+                      "--json", str(out))
+    check_ok(proc)
+    rows = table_rows(proc.stdout)
+    products = [row[0] for row in rows if row[0].startswith("layer")]
+    assert products == ["layer 0 forward x·W", "layer 0 dW = xᵀ·dY", "layer 1 forward x·W",
+                        "layer 1 dW = xᵀ·dY", "layer 1 dX = dY·Wᵀ", "layer 2 forward x·W",
+                        "layer 2 dW = xᵀ·dY", "layer 2 dX = dY·Wᵀ"]
+    assert "| rounding pass GB/s |" in proc.stdout
+    result = json.loads(out.read_text())["results"]["64-128-96-10, batch 32"]
+    for product in result["products"]:
+        assert product["rel_error_bf16"] < 2e-2 and product["rel_error_f32"] < 1e-5
+        assert all(product[f"{p}_{t}"]["best_s"] > 0 for p in ("f32", "bf16") for t in (1, 2))
+    assert result["rounding"]["2"]["GB_per_s"] > 0

@@ -51,7 +51,9 @@ def epoch_rows(config):
 
 
 def make_data(n_features, n_classes, rows, dtype, seed=0):
-    """Standard-normal features (rows, n_features) in ``dtype`` and uniform int64 class labels."""
+    """Standard-normal features (rows, n_features) in ``dtype`` (float32 for the
+    ``mixed_bfloat16`` policy) and uniform int64 class labels."""
+    dtype = "float32" if dtype == "mixed_bfloat16" else dtype
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((rows, n_features)).astype(dtype)
     y = rng.integers(0, n_classes, size=rows).astype(np.int64)

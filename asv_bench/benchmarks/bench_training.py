@@ -1,4 +1,5 @@
-"""Training and inference of whole networks: 3 configurations × float32/float64.
+"""Training and inference of whole networks: 3 configurations × float32/float64, and the
+mixed_bfloat16 policy's step against float32.
 
 Configurations (sizes, batch): 40-256-256-10/32, 784-512-512-10/128 and 1024-4096-4096-10/512;
 ReLU hidden layers, cross-entropy, Adam(lr=1e-3), synthetic standard-normal data.
@@ -50,6 +51,46 @@ class TrainStep(_Configs):
         return step / floor_per_step_seconds(config, dtype, self.floor_repeats)
 
     track_step_over_floor.unit = "ratio"
+
+
+class MixedPrecisionStep:
+    """``dtype="mixed_bfloat16"`` (bfloat16 matrix products, float32 state): one step inside
+    whole epochs (µs), that time over the float32 GEMM floor, and the float32 model's step over
+    it (> 1: the mixed model is faster). Skipped where the bfloat16 products cannot run (the
+    ``fastmlp[bf16]`` extra and a CPU with AVX512_BF16 or AMX-BF16)."""
+
+    params = [list(CONFIG_NAMES)]
+    param_names = ["config"]
+    repeat = _Configs.repeat
+    timeout = _Configs.timeout
+
+    def setup(self, config):
+        from fastmlp.kernels.cpu.onednn import bf16_support
+        if bf16_support() is not None:
+            raise NotImplementedError(bf16_support())
+        large = config.startswith("1024")
+        self.epochs = 2 if large else 5
+        steps = 2 if large else 50
+        self.mixed = EpochSteps(config, "mixed_bfloat16", steps=steps)
+        self.float32 = EpochSteps(config, "float32", steps=steps)
+        self.floor_repeats = 3 if large else 50
+
+    def track_step_us(self, config):
+        return self.mixed.per_step_seconds(self.epochs) * 1e6
+
+    track_step_us.unit = "µs"
+
+    def track_step_over_float32_floor(self, config):
+        step = self.mixed.per_step_seconds(self.epochs)
+        return step / floor_per_step_seconds(config, "float32", self.floor_repeats)
+
+    track_step_over_float32_floor.unit = "ratio"
+
+    def track_float32_step_over_mixed(self, config):
+        return (self.float32.per_step_seconds(self.epochs)
+                / self.mixed.per_step_seconds(self.epochs))
+
+    track_float32_step_over_mixed.unit = "ratio"
 
 
 class PublicStep(_Configs):

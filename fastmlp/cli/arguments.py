@@ -257,8 +257,10 @@ def build_parser(train_handler, export_handler=None):
         "--dropout", type=_fraction, default=DEFAULT_DROPOUT, metavar="P",
         help=f"dropout probability in [0, 1) after each hidden layer (default: {DEFAULT_DROPOUT})")
     model.add_argument(
-        "--dtype", default="float32", choices=("float32", "float64"),
-        help="floating-point type of the parameters and computation (default: float32)")
+        "--dtype", default="float32", choices=("float32", "float64", "mixed_bfloat16"),
+        help="floating-point type of the parameters and computation (default: float32); "
+             "mixed_bfloat16: float32 parameters with bfloat16 matrix products (CPU only; "
+             'pip install "fastmlp[bf16]")')
     model.add_argument(
         "--device", default="cpu", choices=("cpu", "cuda"),
         help="where to train (default: cpu)")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import overflow_message
+from .._validation import overflow_message, resolve_dtype
 from .arguments import (
     BUILTIN_DATASETS,
     DEFAULT_TEST_SIZE,
@@ -382,7 +382,7 @@ def _cast(arr, dtype, name, what):
 def prepare_splits(args, data, validation):
     """Cast to ``--dtype``, hold out the validation rows and fit/apply the Standardizer."""
     from ..preprocessing import Standardizer
-    dtype = np.dtype(args.dtype)
+    dtype = resolve_dtype(args.dtype)
     X_train = _cast(data.X_train, dtype, f"{data.name}: X", "features")
     X_test = _cast(data.X_test, dtype, f"{data.name}: X", "features")
     if X_train.shape[1] != X_test.shape[1]:

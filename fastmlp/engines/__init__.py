@@ -20,10 +20,13 @@ and the product path).
 DEVICES = ("cpu", "cuda")
 
 
-def engine_for(device, layout, params, buffers, dtype, seed, n_outputs, loss):
-    """The engine of ``device`` ("cpu" or "cuda") for a model's layout and flat arrays."""
+def engine_for(device, layout, params, buffers, dtype, seed, n_outputs, loss, mixed=False):
+    """The engine of ``device`` ("cpu" or "cuda") for a model's layout and flat arrays; ``mixed``:
+    the matrix products take bfloat16 operands (the ``mixed_bfloat16`` policy, CPU only)."""
     if device == "cuda":
+        if mixed:
+            raise ValueError("dtype 'mixed_bfloat16' runs on the CPU only")
         from .cuda import CudaEngine
         return CudaEngine(layout, params, buffers, dtype, seed, n_outputs, loss)
     from .cpu import CpuEngine
-    return CpuEngine(layout, params, buffers, dtype, seed, n_outputs, loss)
+    return CpuEngine(layout, params, buffers, dtype, seed, n_outputs, loss, mixed)

@@ -37,6 +37,7 @@ from ..kernels.contract import (
     TASK_UPDATE,
 )
 from ..kernels.cpu.network import network_output, network_penalty
+from ..kernels.cpu.onednn import bf16_support
 from ..kernels.cpu.team import SHARED_LOSS
 from ..losses import prepare_targets
 from ..threads import kernel_parts
@@ -70,12 +71,19 @@ class CpuEngine:
     """Computations of one model on the CPU; see the module docstring.
 
     ``layout`` is the model's ``engines.layout.NetworkLayout``; ``params`` (P,) and ``buffers``
-    (R,) its flat arrays (updated in place); ``seed`` chooses the dropout masks.
+    (R,) its flat arrays (updated in place); ``seed`` chooses the dropout masks; ``mixed``: the
+    matrix products take bfloat16 operands (``mixed_bfloat16``; RuntimeError naming what is
+    missing where they cannot run: ``kernels.cpu.onednn.bf16_support``).
     """
 
     device = "cpu"
 
-    def __init__(self, layout, params, buffers, dtype, seed, n_outputs, loss):
+    def __init__(self, layout, params, buffers, dtype, seed, n_outputs, loss, mixed=False):
+        if mixed:
+            reason = bf16_support()
+            if reason is not None:
+                raise RuntimeError(reason)
+        self.mixed = bool(mixed)
         self._fit_lock = FitLock()
         self.layout = layout
         self.params = params
@@ -147,12 +155,26 @@ class CpuEngine:
         if work is None:
             ws_off, size = workspace_layout(self.layout.layer_int, rows, parts)
             work = cache[key] = records.workspace(np.zeros(size, dtype=self.dtype), ws_off, parts,
-                                                  self.dtype)
+                                                  self.dtype, half=self._half(size, rows))
             while len(cache) > _MAX_CACHED_WORKSPACES:
                 cache.popitem(last=False)
         else:
             cache.move_to_end(key)
         return work
+
+    def _half(self, ws_size, rows, own_params=False):
+        """The Half record for a workspace of ``ws_size`` and ``rows`` input rows of a mixed
+        model (None otherwise). Its rounded parameters are an array of its own when
+        ``own_params`` (a fit's: inference in other threads must not round into it), else the
+        one this thread's inference workspaces share."""
+        if not self.mixed:
+            return None
+        half_params = None if own_params else getattr(self._local, "half_params", None)
+        if half_params is None:
+            half_params = np.zeros(self.params.shape[0], dtype=np.uint16)
+            if not own_params:
+                self._local.half_params = half_params
+        return records.half(half_params, ws_size, rows, self.layout.layer_int[0, 0])
 
     def _network(self):
         return records.network(self.params, self.buffers, self.layout)
@@ -277,12 +299,14 @@ class CpuEngine:
                      np.empty(rows if placed.labels.size else 0, dtype=np.int64),
                      np.empty((rows if placed.targets.shape[0] else 0, placed.targets.shape[1]),
                               dtype=self.dtype))
+            size = workspace_layout(layer_int, rows)[1]
+            half = self._half(size, rows, own_params=True)
             work = records.workspace(
-                np.zeros(workspace_layout(layer_int, rows)[1], dtype=self.dtype),
+                np.zeros(size, dtype=self.dtype),
                 workspace_layout(layer_int, first, parts)[0], parts, self.dtype,
                 grads=np.zeros_like(self.params), batch=batch,
                 ws_off_last=workspace_layout(layer_int, last, parts)[0],
-                saved=np.empty_like(self.buffers))
+                saved=np.empty_like(self.buffers), half=half)
             self._fit = {"key": key, "work": work, "parts": parts}
 
     def host_changed(self):
@@ -360,7 +384,8 @@ class CpuEngine:
         parts = self.parts(rows, backward=True)
         ws_off, size = workspace_layout(self.layout.layer_int, rows, parts)
         return records.workspace(np.zeros(size, dtype=self.dtype), ws_off, parts, self.dtype,
-                                 grads=grads, batch=batch)
+                                 grads=grads, batch=batch,
+                                 half=self._half(size, rows, own_params=True))
 
     def fit_coefficients(self, steps):
         """The current fit's optimizer scalars for its next ``steps`` updates."""

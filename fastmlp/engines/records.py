@@ -19,6 +19,7 @@ from ..kernels.contract import (
     N_PARTIALS,
     N_RESULT,
     Data,
+    Half,
     Network,
     Run,
     Update,
@@ -48,8 +49,22 @@ def features_only(X, n_outputs):
     return Data(X, _EMPTY_INT, _no_targets(X.dtype, n_outputs), 0, _EMPTY_INT, _EMPTY_INT)
 
 
-def workspace(ws, ws_off, parts, dtype, grads=None, batch=None, ws_off_last=None, saved=None):
-    """A Workspace record; ``batch`` = (Xb, lb, tb) buffers when the call gathers its batches."""
+_NO_HALF = Half(np.empty(0, dtype=np.uint16), np.empty(0, dtype=np.uint16),
+                np.empty((0, 0), dtype=np.uint16))
+
+
+def half(half_params, ws_size, rows, features):
+    """The Half record of a mixed model's workspace: ``half_params`` (P,) uint16 (the caller's,
+    shared by the workspaces of one thread), bits for a (ws_size,) workspace and (rows,
+    features) input rows."""
+    return Half(half_params, np.zeros(ws_size, dtype=np.uint16),
+                np.zeros((rows, features), dtype=np.uint16))
+
+
+def workspace(ws, ws_off, parts, dtype, grads=None, batch=None, ws_off_last=None, saved=None,
+              half=None):
+    """A Workspace record; ``batch`` = (Xb, lb, tb) buffers when the call gathers its batches;
+    ``half`` the bfloat16 operands of a mixed model (:func:`half`), else none."""
     dtype = np.dtype(dtype)
     empty = np.empty(0, dtype=dtype)
     if batch is None:
@@ -57,7 +72,7 @@ def workspace(ws, ws_off, parts, dtype, grads=None, batch=None, ws_off_last=None
     return Workspace(ws, ws_off, ws_off if ws_off_last is None else ws_off_last,
                      empty if grads is None else grads, np.zeros((parts, N_PARTIALS)), *batch,
                      empty if saved is None else saved, np.zeros(N_SHARED), new_sync(),
-                     np.zeros(N_RESULT))
+                     np.zeros(N_RESULT), _NO_HALF if half is None else half)
 
 
 @functools.lru_cache(maxsize=None)

@@ -13,6 +13,14 @@ The network lives in flat arrays described by small integer/float tables (built 
 Per layer l with input h (B, I): pre = h·W + b → [batchnorm] → act = f(pre) → [dropout] → output.
 Dropout masks use the stream (seed, l, step) of :mod:`.random`.
 
+Mixed precision (``mixed_bfloat16``: the workspace's ``Half`` record is not empty). Every matrix
+product takes bfloat16 operands and sums in float32 (:func:`.bf16.gemm_bf16`): h·W from
+bf16(h) and bf16(W), dW = bf16(h)ᵀ·bf16(dpre), dh = bf16(dpre)·bf16(W)ᵀ. The part that writes a
+block of a layer output or of a dpre also writes its bfloat16 rounding into ``half.ws`` at the same
+offset, so the products read operands rounded once; bf16(W) is ``half.params``, kept current by
+the tasks (:mod:`.phases`). Everything else — bias, batchnorm, activations, dropout, the loss,
+the gradients and the update — stays in float32.
+
 Parts. Each phase of a step is cut into T parts (run by a team of threads, see :mod:`.phases`);
 part t computes its block of the phase's outputs, calling the BLAS on that block:
 
@@ -27,6 +35,8 @@ No two parts write the same element and every result is independent of the split
 order in which the BLAS and the float64 sums add terms. Per-part sums (loss, accuracy counts,
 squared gradient norm, penalty) go to row t of ``partials`` (T, N_PARTIALS).
 """
+
+import math
 
 from ..config import COL_ALIGN, JIT, JIT_INTERNAL, ROW_ALIGN
 from ..contract import (
@@ -79,6 +89,7 @@ from .batchnorm import (
     batchnorm_forward_eval_block,
     batchnorm_forward_train_cols,
 )
+from .bf16 import gemm_bf16, round_to_bf16_block
 from .blocks import part, split_block
 from .dense import (
     bias_grad_cols,
@@ -112,6 +123,31 @@ def layer_output(X, ws, ws_off, layer_int, l, n, training):
     return _mat(ws, ws_off[l, column], n, layer_int[l, L_UNITS])
 
 
+@njit(inline="always", **JIT)
+def is_mixed(half):
+    """Whether the products take bfloat16 operands (a ``mixed_bfloat16`` model)."""
+    return half.params.shape[0] != 0
+
+
+@njit(**JIT_INTERNAL)
+def half_output(half, ws_off, layer_int, l, n, training):
+    """The bfloat16 bits (n, U) of :func:`layer_output` (the batch's input rows for l = -1)."""
+    if l < 0:
+        return half.x[:n]
+    column = W_OUT if training and layer_int[l, L_DROPOUT] else W_ACT
+    return _mat(half.ws, ws_off[l, column], n, layer_int[l, L_UNITS])
+
+
+@njit(**JIT_INTERNAL)
+def product_bf16(C, A, B, trans_a, trans_b):
+    """C = op(A)·op(B) from bfloat16 bits (:func:`.bf16.gemm_bf16`); C becomes NaN where the
+    product cannot run, so a failure can never pass for a result."""
+    if gemm_bf16(C, A, B, trans_a, trans_b, False) != 0:
+        for i in range(C.shape[0]):
+            for j in range(C.shape[1]):
+                C[i, j] = math.nan
+
+
 @njit(**JIT)
 def network_output(ws, ws_off, layer_int, n, training):
     """The (n, C) output of the last layer left in ws by the latest forward pass."""
@@ -122,11 +158,12 @@ def network_output(ws, ws_off, layer_int, n, training):
 # ------------------------------------------------------------------------------ forward
 
 @njit(**JIT_INTERNAL)
-def forward_layer_block(l, h, net, ws_off, ws, training, update_stats, seed, step, r0, r1, u0,
-                        u1):
+def forward_layer_block(l, h, net, ws_off, ws, half, training, update_stats, seed, step, r0, r1,
+                        u0, u1):
     """Forward of layer l of ``net`` (a Network record) on rows r0:r1 and units u0:u1 (columns
-    u0·k:u1·k of pre): product, bias, [batchnorm], activation, [dropout]. Batchnorm in training
-    mode needs every row (r0 = 0, r1 = B)."""
+    u0·k:u1·k of pre): product, bias, [batchnorm], activation, [dropout], and for a mixed model
+    the bfloat16 rounding of the output block. Batchnorm in training mode needs every row
+    (r0 = 0, r1 = B)."""
     params, buffers, layer_int, layer_float = net.params, net.buffers, net.layer_int, net.layer_float
     n = h.shape[0]
     fan_in = layer_int[l, L_IN]
@@ -140,7 +177,12 @@ def forward_layer_block(l, h, net, ws_off, ws, training, update_stats, seed, ste
     b = _vec(params, layer_int[l, L_B], width)
     pre = _mat(ws, ws_off[l, W_PRE], n, width)
     act = _mat(ws, ws_off[l, W_ACT], n, units)
-    forward_product_block(pre, h, W, r0, r1, c0, c1)
+    if is_mixed(half):
+        product_bf16(pre[r0:r1, c0:c1],
+                     half_output(half, ws_off, layer_int, l - 1, n, training)[r0:r1],
+                     _mat(half.params, layer_int[l, L_W], fan_in, width)[:, c0:c1], False, False)
+    else:
+        forward_product_block(pre, h, W, r0, r1, c0, c1)
     if layer_int[l, L_BN]:
         bias_activation_block(pre, pre, b, LINEAR, 0.0, r0, r1, c0, c1)
         gamma = _vec(params, layer_int[l, L_GAMMA], width)
@@ -171,20 +213,23 @@ def forward_layer_block(l, h, net, ws_off, ws, training, update_stats, seed, ste
         mask = _mat(ws, ws_off[l, W_MASK], n, units)
         dropout_forward_block(out, mask, act, layer_float[l, F_DROP_P], stream_key(seed, l, step),
                               r0, r1, u0, u1)
+    if is_mixed(half) and l < layer_int.shape[0] - 1:
+        round_to_bf16_block(half_output(half, ws_off, layer_int, l, n, training),
+                            layer_output(h, ws, ws_off, layer_int, l, n, training), r0, r1, u0, u1)
 
 
 @njit(inline="always", **JIT)
-def forward_layer_part(t, parts, l, h, net, ws_off, ws, training, update_stats, seed, step):
+def forward_layer_part(t, parts, l, h, net, ws_off, ws, half, training, update_stats, seed, step):
     """Thread t's block of the forward of layer l, as the plan column W_SPLIT_FWD says."""
     r0, r1, u0, u1 = split_block(ws_off[l, W_SPLIT_FWD], h.shape[0], net.layer_int[l, L_UNITS],
                                  parts, t)
     if r1 > r0 and u1 > u0:
-        forward_layer_block(l, h, net, ws_off, ws, training, update_stats, seed, step, r0, r1, u0,
-                            u1)
+        forward_layer_block(l, h, net, ws_off, ws, half, training, update_stats, seed, step, r0,
+                            r1, u0, u1)
 
 
 @njit(inline="always", **JIT)
-def forward_rows_part(t, parts, X, net, ws_off, ws):
+def forward_rows_part(t, parts, X, net, ws_off, ws, half):
     """Thread t's block of rows through every layer in evaluation mode (rows are independent)."""
     layer_int = net.layer_int
     n = X.shape[0]
@@ -193,7 +238,7 @@ def forward_rows_part(t, parts, X, net, ws_off, ws):
         return
     h = X
     for l in range(layer_int.shape[0]):
-        forward_layer_block(l, h, net, ws_off, ws, False, False, 0, 0, r0, r1, 0,
+        forward_layer_block(l, h, net, ws_off, ws, half, False, False, 0, 0, r0, r1, 0,
                             layer_int[l, L_UNITS])
         h = layer_output(X, ws, ws_off, layer_int, l, n, False)
 
@@ -213,9 +258,10 @@ def network_penalty(params, layer_int, l1, l2):
 # ------------------------------------------------------------------------------ backward
 
 @njit(**JIT_INTERNAL)
-def local_backward_block(l, net, grads, ws_off, ws, n, training, r0, r1, u0, u1):
+def local_backward_block(l, net, grads, ws_off, ws, half, n, training, r0, r1, u0, u1):
     """dpre of layer l from its output gradient (W_DOUT) on rows r0:r1, units u0:u1: dropout,
-    activation and batchnorm backward (batchnorm needs every row; it also writes dγ, dβ)."""
+    activation and batchnorm backward (batchnorm needs every row; it also writes dγ, dβ), and for
+    a mixed model the bfloat16 rounding of the dpre block."""
     params, layer_int, layer_float = net.params, net.layer_int, net.layer_float
     units = layer_int[l, L_UNITS]
     code = layer_int[l, L_ACT]
@@ -239,10 +285,13 @@ def local_backward_block(l, net, grads, ws_off, ws, n, training, r0, r1, u0, u1)
                                 _mat(ws, ws_off[l, W_XHAT], n, width),
                                 _vec(params, layer_int[l, L_GAMMA], width),
                                 _vec(ws, ws_off[l, W_INVSTD], width), training, c0, c1)
+    if is_mixed(half):
+        round_to_bf16_block(_mat(half.ws, ws_off[l, W_DPRE], n, width), dpre, r0, r1, c0, c1)
 
 
 @njit(inline="always", **JIT)
-def backward_layer_part(t, parts, l, X, net, grads, ws_off, ws, training, l1, l2, partials):
+def backward_layer_part(t, parts, l, X, net, grads, ws_off, ws, half, training, l1, l2,
+                        partials):
     """Thread t's share of layer l's backward, from a complete dpre of layer l: its block of dW
     (+ penalty gradient), its columns of db, and (l > 0) its block of dh = dpre·Wᵀ followed by the
     local backward of layer l-1 there. Adds the squared norm of the gradient entries it wrote
@@ -257,8 +306,16 @@ def backward_layer_part(t, parts, l, X, net, grads, ws_off, ws, training, l1, l2
     dpre = _mat(ws, ws_off[l, W_DPRE], n, width)
     h = layer_output(X, ws, ws_off, layer_int, l - 1, n, training)
     i0, i1, c0, c1 = split_block(ws_off[l, W_SPLIT_DW], fan_in, width, parts, t)
+    mixed = is_mixed(half)
+    if mixed:
+        hb = half_output(half, ws_off, layer_int, l - 1, n, training)
+        dpreb = _mat(half.ws, ws_off[l, W_DPRE], n, width)
+        Wb = _mat(half.params, layer_int[l, L_W], fan_in, width)
     if i1 > i0 and c1 > c0:
-        weight_grad_block(dW, h, dpre, i0, i1, c0, c1)
+        if mixed:
+            product_bf16(dW[i0:i1, c0:c1], hb[:, i0:i1], dpreb[:, c0:c1], True, False)
+        else:
+            weight_grad_block(dW, h, dpre, i0, i1, c0, c1)
         if l1 != 0.0 or l2 != 0.0:
             partials[t, P_PENALTY] += penalty_block(dW, W, l1, l2, i0, i1, c0, c1)
         partials[t, P_GRAD_SQ] += sum_squares_block(dW, i0, i1, c0, c1)
@@ -276,13 +333,16 @@ def backward_layer_part(t, parts, l, X, net, grads, ws_off, ws, training, l1, l2
     dh = _mat(ws, ws_off[l - 1, W_DOUT], n, fan_in)
     r0, r1, u0, u1 = split_block(ws_off[l, W_SPLIT_DX], n, fan_in, parts, t)
     if r1 > r0 and u1 > u0:
-        input_grad_block(dh, dpre, W, r0, r1, u0, u1)
-        local_backward_block(l - 1, net, grads, ws_off, ws, n, training, r0, r1, u0, u1)
+        if mixed:
+            product_bf16(dh[r0:r1, u0:u1], dpreb[r0:r1], Wb[u0:u1], False, True)
+        else:
+            input_grad_block(dh, dpre, W, r0, r1, u0, u1)
+        local_backward_block(l - 1, net, grads, ws_off, ws, half, n, training, r0, r1, u0, u1)
 
 
 @njit(inline="always", **JIT)
-def loss_part(t, parts, labels, targets, loss_code, net, grads, ws_off, ws, n, training, count,
-              partials):
+def loss_part(t, parts, labels, targets, loss_code, net, grads, ws_off, ws, half, n, training,
+              count, partials):
     """Thread t's rows of the loss: their loss terms, output gradient (W_DOUT of the last layer),
     accuracy counts (when ``count``) and, unless the last layer has batchnorm, its local backward
     on those rows."""
@@ -300,13 +360,13 @@ def loss_part(t, parts, labels, targets, loss_code, net, grads, ws_off, ws, n, t
         partials[t, P_CORRECT] += correct
         partials[t, P_COUNTED] += counted
     if not layer_int[last, L_BN]:
-        local_backward_block(last, net, grads, ws_off, ws, n, training, r0, r1, 0, units)
+        local_backward_block(last, net, grads, ws_off, ws, half, n, training, r0, r1, 0, units)
 
 
 @njit(inline="always", **JIT)
-def last_batchnorm_part(t, parts, net, grads, ws_off, ws, n, training):
+def last_batchnorm_part(t, parts, net, grads, ws_off, ws, half, n, training):
     """Thread t's units of the local backward of a last layer with batchnorm (every row)."""
     last = net.layer_int.shape[0] - 1
     u0, u1 = part(net.layer_int[last, L_UNITS], parts, t, COL_ALIGN)
     if u1 > u0:
-        local_backward_block(last, net, grads, ws_off, ws, n, training, 0, n, u0, u1)
+        local_backward_block(last, net, grads, ws_off, ws, half, n, training, 0, n, u0, u1)

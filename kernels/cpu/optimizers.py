@@ -42,6 +42,7 @@ from ..rules import (
     sgd_element,
     update_element,
 )
+from .bf16 import round_to_bf16_range
 from .blocks import part
 
 
@@ -200,10 +201,12 @@ def optimizer_update(code, param, grad, s0, s1, s2, c, flag, init_buffer):
 
 @njit(**JIT_INTERNAL)
 def optimizer_update_part(index, parts, params, grads, scale, code, s0, s1, s2, c, flag,
-                          init_buffer):
+                          init_buffer, half):
     """Part ``index`` of ``parts`` of one update of (P,) arrays: the block's gradient scaled by
     ``scale`` (gradient clipping; 1 leaves it), then :func:`optimizer_update` on the block (state
-    arrays that the variant does not use are empty and stay so)."""
+    arrays that the variant does not use are empty and stay so). For a mixed model ``half`` (P,)
+    uint16 receives the bfloat16 rounding of the new parameters, ROUND_CHUNK elements at a time
+    right after their update, while they are still in cache; otherwise it is empty."""
     lo, hi = part(params.shape[0], parts, index, COL_ALIGN)
     if hi <= lo:
         return
@@ -211,11 +214,18 @@ def optimizer_update_part(index, parts, params, grads, scale, code, s0, s1, s2, 
     if scale != 1.0:
         for i in range(hi - lo):
             g[i] *= scale
-    optimizer_update(code, params[lo:hi], g, s0[lo:hi], s1[lo:hi], s2[lo:hi], c, flag,
-                     init_buffer)
+    if half.shape[0] == 0:
+        optimizer_update(code, params[lo:hi], g, s0[lo:hi], s1[lo:hi], s2[lo:hi], c, flag,
+                         init_buffer)
+        return
+    for a in range(lo, hi, ROUND_CHUNK):
+        b = min(hi, a + ROUND_CHUNK)
+        optimizer_update(code, params[a:b], grads[a:b], s0[a:b], s1[a:b], s2[a:b], c, flag,
+                         init_buffer)
+        round_to_bf16_range(half, params, a, b)
 
 
-
+ROUND_CHUNK = 4096  # elements updated, then rounded to bfloat16, at a time (16 KB of float32)
 CHECK_CHUNK = 256  # elements of a block copied at a time by optimizer_check_part
 
 

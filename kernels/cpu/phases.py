@@ -2,13 +2,16 @@
 
 A call is a sequence of phases, each cut into ``Run.parts`` parts (see :mod:`.network`):
 
-- ``GATHER``: rows of batch k copied into the batch buffers;
+- ``ROUND``: blocks of the parameters (and, unless the call gathers its batches, of the rows of
+  ``Data.X``) rounded to bfloat16 for the products of a mixed model (``network.is_mixed``);
+- ``GATHER``: rows of batch k copied into the batch buffers (and rounded, for a mixed model);
 - ``FORWARD`` (layer l): blocks of layer l's forward, in training mode;
 - ``FORWARD_ROWS``: blocks of rows through every layer, in evaluation mode;
 - ``LOSS``: blocks of rows of the loss, the output gradient and the last layer's local backward;
 - ``LAST_BATCHNORM``: blocks of units of a last layer with batchnorm, backward;
 - ``BACKWARD`` (layer l): blocks of dW, db and dh of layer l;
-- ``UPDATE``: blocks of parameters through the optimizer (and the rows of batch k + 1);
+- ``UPDATE``: blocks of parameters through the optimizer (rounded to bfloat16 as they are
+  written, for a mixed model), and the rows of batch k + 1;
 - ``GRAD_NORM``: blocks of the squared gradient norm;
 - ``CHECK_UPDATE``: blocks of parameters through the optimizer on copies, checking every new value
   finite (only for an update that ``rules.update_bound`` cannot clear).
@@ -21,7 +24,7 @@ The tasks that sequence these phases, and the one compiled entry point every thr
 runs, are in :mod:`.train`.
 """
 
-from ..config import COL_ALIGN, JIT, JIT_INTERNAL
+from ..config import COL_ALIGN, JIT, JIT_INTERNAL, ROW_ALIGN
 from ..contract import (
     BACKWARD,
     CHECK_UPDATE,
@@ -38,15 +41,18 @@ from ..contract import (
     P_LOSS,
     P_MAX,
     P_PENALTY,
+    ROUND,
     UPDATE,
 )
 from ..jit import njit
 from .batch import gather_part
+from .bf16 import round_to_bf16_block, round_to_bf16_range
 from .blocks import part
 from .network import (
     backward_layer_part,
     forward_layer_part,
     forward_rows_part,
+    is_mixed,
     last_batchnorm_part,
     layer_output,
     loss_part,
@@ -85,6 +91,29 @@ def layout_for(data, work, run, k):
 
 
 @njit(**JIT_INTERNAL)
+def gather_rows_part(index, parts, data, work, start, stop):
+    """Part ``index`` of ``parts`` of the rows order[start:stop] copied into the batch buffers,
+    and for a mixed model rounded to bfloat16 into ``half.x`` (the same rows of the same cut)."""
+    gather_part(index, parts, work.Xb, work.lb, work.tb, data.X, data.labels, data.targets,
+                data.order, start, stop)
+    if is_mixed(work.half):
+        r0, r1 = part(stop - start, parts, index, ROW_ALIGN)
+        round_to_bf16_block(work.half.x, work.Xb, r0, r1, 0, work.Xb.shape[1])
+
+
+@njit(**JIT_INTERNAL)
+def round_part(index, parts, net, data, work, run):
+    """Part ``index`` of ``parts`` of the bfloat16 rounding a mixed model's call starts with: a
+    block of the parameters into ``half.params`` and, unless the call gathers its batches, a block
+    of rows of ``data.X`` into ``half.x``."""
+    lo, hi = part(net.params.shape[0], parts, index, COL_ALIGN)
+    round_to_bf16_range(work.half.params, net.params, lo, hi)
+    if not run.gathered:
+        r0, r1 = part(data.X.shape[0], parts, index, ROW_ALIGN)
+        round_to_bf16_block(work.half.x, data.X, r0, r1, 0, data.X.shape[1])
+
+
+@njit(**JIT_INTERNAL)
 def do_part(kind, index, parts, layer, k, net, data, work, opt, run):
     """Part ``index`` of ``parts`` of phase ``kind`` for layer ``layer`` and batch ``k``."""
     X, labels, targets = batch_inputs(data, work, run, k)
@@ -92,28 +121,29 @@ def do_part(kind, index, parts, layer, k, net, data, work, opt, run):
     n = X.shape[0]
     if kind == FORWARD:
         h = layer_output(X, work.ws, ws_off, net.layer_int, layer - 1, n, True)
-        forward_layer_part(index, parts, layer, h, net, ws_off, work.ws, True, run.update_stats,
-                           run.seed, run.first_step + k)
+        forward_layer_part(index, parts, layer, h, net, ws_off, work.ws, work.half, True,
+                           run.update_stats, run.seed, run.first_step + k)
     elif kind == FORWARD_ROWS:
-        forward_rows_part(index, parts, X, net, ws_off, work.ws)
+        forward_rows_part(index, parts, X, net, ws_off, work.ws, work.half)
     elif kind == LOSS:
         loss_part(index, parts, labels, targets, data.loss_code, net, work.grads, ws_off, work.ws,
-                  n, run.training, run.count, work.partials)
+                  work.half, n, run.training, run.count, work.partials)
     elif kind == LAST_BATCHNORM:
-        last_batchnorm_part(index, parts, net, work.grads, ws_off, work.ws, n, run.training)
+        last_batchnorm_part(index, parts, net, work.grads, ws_off, work.ws, work.half, n,
+                            run.training)
     elif kind == BACKWARD:
-        backward_layer_part(index, parts, layer, X, net, work.grads, ws_off, work.ws,
+        backward_layer_part(index, parts, layer, X, net, work.grads, ws_off, work.ws, work.half,
                             run.training, run.l1, run.l2, work.partials)
     elif kind == GATHER:
-        gather_part(index, parts, work.Xb, work.lb, work.tb, data.X, data.labels, data.targets,
-                    data.order, data.bounds[k], data.bounds[k + 1])
+        gather_rows_part(index, parts, data, work, data.bounds[k], data.bounds[k + 1])
+    elif kind == ROUND:
+        round_part(index, parts, net, data, work, run)
     elif kind == UPDATE:
         optimizer_update_part(index, parts, net.params, work.grads, work.shared[SHARED_SCALE],
                               opt.code, opt.s0, opt.s1, opt.s2, opt.coefficients[k], opt.flag,
-                              opt.init and k == 0)
+                              opt.init and k == 0, work.half.params)
         if run.gathered and k + 2 < data.bounds.shape[0]:
-            gather_part(index, parts, work.Xb, work.lb, work.tb, data.X, data.labels,
-                        data.targets, data.order, data.bounds[k + 1], data.bounds[k + 2])
+            gather_rows_part(index, parts, data, work, data.bounds[k + 1], data.bounds[k + 2])
     elif kind == GRAD_NORM:
         lo, hi = part(work.grads.shape[0], parts, index, COL_ALIGN)
         work.partials[index, P_GRAD_SQ] = sum_squares(work.grads[lo:hi])

@@ -7,7 +7,9 @@ is member 0, the leader; see ``fastmlp.engines.team``) and each calls ``team_mem
 one member the leader runs every part alone. One entry point for every task means the kernels
 are compiled once per dtype.
 
-Tasks (records as in :mod:`.records`; results in ``work.result``):
+Tasks (records as in :mod:`.records`; results in ``work.result``). For a mixed model every task
+but ``UPDATE`` starts with the ``ROUND`` phase (the bfloat16 operands of the parameters, and of the
+rows unless the task gathers them):
 
 - ``FORWARD``: the forward pass over ``data.X`` (training or evaluation mode, ``run.training``);
   the output stays in the workspace (``network.network_output``).
@@ -51,6 +53,7 @@ from ..contract import (
     R_DONE,
     R_STOP,
     R_TOTAL,
+    ROUND,
     STOP_NONE,
     STOP_NONFINITE,
     STOP_OVERFLOW,
@@ -64,7 +67,7 @@ from ..contract import (
 from ..jit import njit
 from ..rules import update_bound
 from .losses import loss_denominator
-from .network import network_penalty
+from .network import is_mixed, network_penalty
 from .phases import (
     batch_inputs,
     clip_scale,
@@ -113,6 +116,8 @@ def _lead(task, net, data, work, opt, run):
     done = steps
     work.result[R_STOP] = STOP_NONE
     work.result[R_BAD] = 0.0
+    if is_mixed(work.half) and task != TASK_UPDATE:
+        run_phase(ROUND, 0, 0, net, data, work, opt, run)
     if (epoch and steps > 0) or task == TASK_LOCAL_GRADIENT:
         run_phase(GATHER, 0, 0, net, data, work, opt, run)
     for k in range(steps):
