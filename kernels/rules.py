@@ -12,7 +12,8 @@ on floats (numba's CUDA target does not type them), no allocation.
   ``adam_element``, ``rprop_element``, the dispatch ``update_element`` and ``update_bound``
   (whether an update surely stays finite);
 - loss terms of row i: ``row_logsumexp``, ``loss_row``; accuracy of row i: ``row_correct``;
-- penalty of one weight: ``penalty_term``.
+- penalty of one weight: ``penalty_term``;
+- bfloat16 rounding of one float32 (its bits): ``bf16_bits``.
 
 The formulas are in each docstring; where eps goes is stated for every optimizer.
 """
@@ -512,3 +513,28 @@ def penalty_term(w, l1, l2):
     s = 1.0 if w > 0 else (-1.0 if w < 0 else 0.0)
     v = np.float64(w)
     return l1 * s + 2.0 * l2 * w, abs(v), v * v
+
+
+# ---------------------------------------------------------------- bfloat16 rounding
+
+_U32 = np.uint32
+_LOW = np.uint32(0x7FFF)
+_ONE = np.uint32(1)
+_SHIFT = np.uint32(16)
+_QUIET = np.uint32(0x0040)
+_ABS = np.uint32(0x7FFFFFFF)
+_INF = np.uint32(0x7F800000)
+
+
+@numba.njit(**RULE)
+def bf16_bits(u):
+    """The bfloat16 bits (uint16) of the float32 whose bits are ``u`` (uint32), rounded to nearest
+    even: (u + 0x7FFF + ((u >> 16) & 1)) >> 16, and for a NaN its high half with the quiet bit
+    (see ``cpu/bf16``, where the products that take these operands are)."""
+    # Numba widens integer arithmetic to 64 bits; wrapping every step back to uint32 lets the loops
+    # run on 32-bit vector lanes (twice as many per instruction). The result needs only bits 16–31
+    # of the sum, which the wrap-around keeps.
+    high = _U32(u >> _SHIFT)
+    rounded = _U32(_U32(_U32(u + _LOW) + _U32(high & _ONE)) >> _SHIFT)
+    is_nan = _U32(u & _ABS) > _INF
+    return np.uint16(_U32(high | _QUIET) if is_nan else rounded)

@@ -5,6 +5,7 @@ import numpy as np
 
 from fastmlp.kernels import rules
 from fastmlp.kernels.cpu import activations as cpu_activations
+from fastmlp.kernels.cpu import bf16 as cpu_bf16
 from fastmlp.kernels.cpu import losses as cpu_losses
 from fastmlp.kernels.cpu import optimizers as cpu_optimizers
 from fastmlp.kernels.cuda._simulator import device_rule
@@ -15,6 +16,7 @@ def test_cpu_kernels_call_the_shared_rules():
     assert cpu_activations.activation_derivative is rules.activation_derivative
     assert cpu_losses.loss_row is rules.loss_row
     assert cpu_optimizers.adam_element is rules.adam_element
+    assert cpu_bf16.bf16_bits is rules.bf16_bits
 
 
 def test_device_rule_is_the_rule_itself_on_a_gpu(monkeypatch):

@@ -3,7 +3,7 @@ bfloat16 matrices accumulated in float32.
 
 bfloat16 values are held as their uint16 bits: the sign, the 8 exponent bits and the top 7
 mantissa bits of a float32, i.e. its high half. With u the 32 bits of a float32 x, rounding to
-nearest with ties to even is
+nearest with ties to even (the scalar rule ``rules.bf16_bits``) is
 
     bf16(x) = (u + 0x7FFF + ((u >> 16) & 1)) >> 16      when x is not NaN,
     bf16(x) = (u >> 16) | 0x0040                          when x is NaN.
@@ -32,6 +32,7 @@ from numba import types
 
 from ..config import JIT
 from ..jit import njit
+from ..rules import bf16_bits
 from .blas import leading_dimension
 from .onednn import (
     BF16_INSTALL_HINT,
@@ -58,25 +59,7 @@ _OMP_SET_NUM_THREADS = types.ExternalFunction(OMP_SET_SYMBOL, types.void(types.i
 
 _N, _T = ord("N"), ord("T")
 _U32 = np.uint32
-_LOW = np.uint32(0x7FFF)
-_ONE = np.uint32(1)
 _SHIFT = np.uint32(16)
-_QUIET = np.uint32(0x0040)
-_ABS = np.uint32(0x7FFFFFFF)
-_INF = np.uint32(0x7F800000)
-
-
-@njit(inline="always", **JIT)
-def bf16_bits(u):
-    """The bfloat16 bits (uint16) of the float32 whose bits are ``u`` (uint32), rounded to nearest
-    even; see the module docstring."""
-    # Numba widens integer arithmetic to 64 bits; wrapping every step back to uint32 lets the loops
-    # run on 32-bit vector lanes (twice as many per instruction). The result needs only bits 16–31
-    # of the sum, which the wrap-around keeps.
-    high = _U32(u >> _SHIFT)
-    rounded = _U32(_U32(_U32(u + _LOW) + _U32(high & _ONE)) >> _SHIFT)
-    is_nan = _U32(u & _ABS) > _INF
-    return np.uint16(_U32(high | _QUIET) if is_nan else rounded)
 
 
 @njit(**JIT)
