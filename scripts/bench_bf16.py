@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import sys
@@ -56,10 +55,12 @@ from bench_compare import (  # noqa: E402
     load_average,
     package_versions,
     parse_configs,
+    write_outputs,
 )
 
+from fastmlp.kernels.config import COL_ALIGN, MIN_SPLIT_MACS, ROW_ALIGN  # noqa: E402
+
 PACKAGES = ("fastmlp", "numpy", "numba", "scipy", "onednn-cpu-gomp")
-ROW_ALIGN, COL_ALIGN, MIN_SPLIT_MACS = 8, 16, 1 << 17  # kernels/config.py
 
 
 # ------------------------------------------------------------------------------ products
@@ -423,14 +424,7 @@ def main(argv=None):
                                         args.min_time, loops)
     report = render(results, args, started, load_start, load_average(),
                     time.perf_counter() - began)
-    print(report)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(report)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"started": started.isoformat(), "args": vars(args), "results": results},
-                      fh, indent=1)
+    write_outputs(report, args, started, results)
     return 0
 
 

@@ -307,21 +307,8 @@ def build_torch_bf16(sizes, batch, X, y, dtype, n_batches):
     """PyTorch eager with float32 parameters under ``torch.autocast("cpu", torch.bfloat16)``."""
     if dtype != "float32":
         raise ValueError("the mixed_bfloat16 rows need --dtype float32")
-    torch, model, opt, batches = _torch_setup(sizes, batch, X, y, dtype)
-    F = torch.nn.functional
-
-    def one(xb, yb):
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(xb), yb)
-        loss.backward()
-        opt.step()
-
-    def epoch():
-        for xb, yb in batches:
-            one(xb, yb)
-
-    return (lambda: one(*batches[0])), epoch, _nothing, [
+    step, epoch, sync, _ = build_torch(sizes, batch, X, y, dtype, n_batches, autocast=True)
+    return step, epoch, sync, [
         "PyTorch bf16 autocast: float32 model and Adam, forward under "
         "torch.autocast('cpu', dtype=torch.bfloat16)"]
 
@@ -344,13 +331,21 @@ def _torch_setup(sizes, batch, X, y, dtype):
     return torch, model, opt, batches
 
 
-def build_torch(sizes, batch, X, y, dtype, n_batches):
+def build_torch(sizes, batch, X, y, dtype, n_batches, autocast=False):
+    """PyTorch eager; ``autocast``: the forward under ``torch.autocast("cpu", torch.bfloat16)``."""
+    import contextlib
     torch, model, opt, batches = _torch_setup(sizes, batch, X, y, dtype)
     F = torch.nn.functional
 
+    def precision():
+        if autocast:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def one(xb, yb):
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(xb), yb)
+        with precision():
+            loss = F.cross_entropy(model(xb), yb)
         loss.backward()
         opt.step()
 
@@ -1174,6 +1169,13 @@ def main(argv=None):
     else:
         report = render(results, configs, args, started, load_start, load_average(),
                         time.perf_counter() - began)
+    write_outputs(report, args, started, results)
+    return 0
+
+
+def write_outputs(report, args, started, results):
+    """Print the markdown report; write it to ``args.output`` and the raw results to
+    ``args.json`` when given."""
     print(report)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -1182,7 +1184,6 @@ def main(argv=None):
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"started": started.isoformat(), "args": vars(args), "results": results},
                       fh, indent=1)
-    return 0
 
 
 if __name__ == "__main__":

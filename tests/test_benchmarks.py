@@ -172,3 +172,25 @@ def test_bench_compare_quick_prints_a_table(tmp_path):
             assert name in rows
     assert "- Machine: " in out and "cores" in out
     assert output.read_text(encoding="utf-8").strip() == out.strip()
+
+
+def test_bench_compare_bf16_rows_and_columns():
+    from fastmlp.kernels.cpu.onednn import bf16_support
+    if bf16_support() is not None:
+        pytest.skip(bf16_support())
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, str(COMPARE), "--quick", "--bf16", "--frameworks",
+                           "floor,fastmlp", "--configs", "40-32-10:16"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    header = next(line for line in out.splitlines() if line.startswith("| config |"))
+    assert "fastmlp bf16 ÷ floor" in header and "torch bf16 ÷ fastmlp bf16" in header
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines()
+            if line.startswith("| ") and line.count("|") > 8}
+    cells = [c.strip() for c in rows["fastmlp mixed_bfloat16"].split("|")[2:-1]]
+    assert cells[0][0].isdigit(), rows["fastmlp mixed_bfloat16"]
+    if importlib.util.find_spec("torch") is None:
+        assert "PyTorch bf16 autocast skipped" in out
+    else:
+        assert "PyTorch bf16 autocast" in rows
