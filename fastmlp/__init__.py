@@ -17,6 +17,7 @@ from . import (
     kernel_cache,  # noqa: E402, F401
 )
 from .callbacks import Callback, EarlyStopping  # noqa: E402
+from .engines.bf16_support import BFloat16UnavailableError  # noqa: E402
 from .engines.cuda_support import CudaUnavailableError, get_cuda_matmul, set_cuda_matmul  # noqa: E402
 from .ensemble import Bagging  # noqa: E402
 from .gradcheck import GradcheckError, GradcheckReport, GradcheckWarning, gradcheck  # noqa: E402
@@ -35,5 +36,5 @@ __all__ = [
     "StepLR", "CosineAnnealingLR", "ReduceLROnPlateau", "Standardizer", "datasets",
     "Bagging", "gradcheck", "GradcheckReport", "GradcheckWarning", "GradcheckError",
     "set_num_threads", "get_num_threads", "num_threads", "set_cuda_matmul", "get_cuda_matmul",
-    "FileFormatError", "CudaUnavailableError", "__version__",
+    "FileFormatError", "CudaUnavailableError", "BFloat16UnavailableError", "__version__",
 ]

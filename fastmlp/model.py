@@ -75,8 +75,8 @@ class MLP:
         (Keras's policy name; CPU only): parameters, gradients, optimizer state, batchnorm
         statistics and the loss are float32 (``model.dtype``), and every matrix product takes
         its operands rounded to bfloat16 (to nearest even) and sums in float32, through oneDNN
-        (``pip install "fastmlp[bf16]"``; the CPU needs AVX512_BF16 or AMX-BF16, else a
-        RuntimeError names what is missing). Inputs are float32.
+        (``pip install "fastmlp[bf16]"``; the CPU needs AVX512_BF16 or AMX-BF16, else
+        ``fastmlp.BFloat16UnavailableError`` names what is missing). Inputs are float32.
     device : str
         ``cpu`` or ``cuda``. With ``cuda`` the computation runs on the GPU (numba.cuda); the
         parameters and buffers keep a host copy (``params``/``buffers`` stay NumPy arrays) that is

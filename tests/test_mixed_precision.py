@@ -217,12 +217,22 @@ def test_mixed_bfloat16_is_refused_on_a_gpu():
         fm.MLP(4, [fm.Dense(2)], dtype=MIXED, device="cuda")
 
 
-def test_a_machine_without_bfloat16_products_gets_an_error_naming_what_is_missing(monkeypatch):
-    import fastmlp.engines.cpu as cpu_engine
+def test_a_machine_without_bfloat16_products_gets_an_error_naming_what_is_missing(
+        monkeypatch, tmp_path, capsys):
+    from fastmlp import cli
+    from fastmlp.kernels.cpu import onednn
     message = "mixed_bfloat16 cannot run here: oneDNN is not installed (pip install ...)"
-    monkeypatch.setattr(cpu_engine, "bf16_support", lambda: message)
-    with pytest.raises(RuntimeError, match="oneDNN is not installed"):
+    monkeypatch.setattr(onednn, "bf16_support", lambda: message)
+    with pytest.raises(fm.BFloat16UnavailableError, match="oneDNN is not installed"):
         fm.MLP(4, [fm.Dense(2)], dtype=MIXED)
+    assert issubclass(fm.BFloat16UnavailableError, RuntimeError)
+    # the command line: one line on stderr, exit status 2, no output folder left behind
+    out = tmp_path / "run"
+    assert cli.main(["train", "--dtype", MIXED, "--epochs", "1", "--output", str(out),
+                     "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"fastmlp train: error: {message}"
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("bad", ["bfloat16", "mixed_float16", "float16", 3])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import time
 
+from ..engines.bf16_support import BFloat16UnavailableError
 from ..engines.cuda_support import CudaUnavailableError
 from ..parallel.mpi import DistributedError
 from .arguments import EXIT_INTERRUPTED, EXIT_USAGE, CLIError
@@ -48,7 +49,7 @@ def _main(argv, started):
     try:
         return args.handler(args, started)
     except (CLIError, ValueError, TypeError, OSError, ImportError, MemoryError,
-            CudaUnavailableError, DistributedError) as exc:
+            CudaUnavailableError, BFloat16UnavailableError, DistributedError) as exc:
         message = str(exc) or type(exc).__name__
         if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
             message = f"{exc.strerror}: {exc.filename}"

@@ -37,11 +37,11 @@ from ..kernels.contract import (
     TASK_UPDATE,
 )
 from ..kernels.cpu.network import network_output, network_penalty
-from ..kernels.cpu.onednn import bf16_support
 from ..kernels.cpu.team import SHARED_LOSS
 from ..losses import prepare_targets
 from ..threads import kernel_parts
 from . import records
+from .bf16_support import require_bf16
 from .device_inputs import is_device_input, reject_device_input
 from .fit_data import FitData
 from .layout import views, workspace_layout
@@ -72,17 +72,15 @@ class CpuEngine:
 
     ``layout`` is the model's ``engines.layout.NetworkLayout``; ``params`` (P,) and ``buffers``
     (R,) its flat arrays (updated in place); ``seed`` chooses the dropout masks; ``mixed``: the
-    matrix products take bfloat16 operands (``mixed_bfloat16``; RuntimeError naming what is
-    missing where they cannot run: ``kernels.cpu.onednn.bf16_support``).
+    matrix products take bfloat16 operands (``mixed_bfloat16``; ``BFloat16UnavailableError``
+    naming what is missing where they cannot run, see ``engines.bf16_support``).
     """
 
     device = "cpu"
 
     def __init__(self, layout, params, buffers, dtype, seed, n_outputs, loss, mixed=False):
         if mixed:
-            reason = bf16_support()
-            if reason is not None:
-                raise RuntimeError(reason)
+            require_bf16()
         self.mixed = bool(mixed)
         self._fit_lock = FitLock()
         self.layout = layout
