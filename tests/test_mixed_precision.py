@@ -212,6 +212,25 @@ def test_test_accuracy_is_within_one_point_of_float32(case):
     assert scores[MIXED] > (0.9 if case == "digits" else 0.5), scores
 
 
+def test_exported_models_compute_in_float32(tmp_path):
+    """ONNX and PyTorch get the float32 parameters; their products are float32 ones."""
+    model = small_model(MIXED)
+    X, y = teacher_data(16, 20, 3)
+    float32 = model.copy(dtype="float32").predict_proba(X)
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "model.onnx"
+    model.to_onnx(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (probabilities,) = session.run(["probabilities"], {session.get_inputs()[0].name: X})
+    np.testing.assert_allclose(probabilities, float32, rtol=1e-5, atol=1e-6)
+    assert np.abs(probabilities - model.predict_proba(X)).max() > 1e-6  # (bfloat16 products)
+    torch = pytest.importorskip("torch")
+    with torch.no_grad():
+        logits = model.to_torch()(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(logits, model.copy(dtype="float32").forward(X), rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_mixed_bfloat16_is_refused_on_a_gpu():
     with pytest.raises(ValueError, match="mixed_bfloat16.*CPU only"):
         fm.MLP(4, [fm.Dense(2)], dtype=MIXED, device="cuda")

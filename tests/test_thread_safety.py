@@ -10,9 +10,14 @@ import pytest
 import fastmlp as fm
 
 
-def _model():
+def _model(dtype="float32"):
     return fm.MLP(20, [fm.Dense(64, "relu", batchnorm=True, dropout=0.1), fm.Dense(32, "tanh"),
-                       fm.Dense(4)], seed=0)
+                       fm.Dense(4)], seed=0, dtype=dtype)
+
+
+def _policies():
+    from fastmlp.kernels.cpu.onednn import bf16_support
+    return ["float32"] + (["mixed_bfloat16"] if bf16_support() is None else [])
 
 
 def _run_threads(target, count):
@@ -32,12 +37,14 @@ def _run_threads(target, count):
     return errors
 
 
+@pytest.mark.parametrize("dtype", _policies())
 @pytest.mark.parametrize("rows", [1, 7, 300, 2500])
-def test_concurrent_inference_matches_one_thread(rows):
+def test_concurrent_inference_matches_one_thread(rows, dtype):
     """Four threads each call predict_proba, forward, predict and evaluate on one model many
     times, with inputs of their own (different sizes, so differently sized workspaces are in use
-    at once); every result equals the one computed alone."""
-    model = _model()
+    at once); every result equals the one computed alone (a mixed_bfloat16 model's threads each
+    round the weights into an array of their own)."""
+    model = _model(dtype)
     rng = np.random.default_rng(0)
     inputs = [rng.normal(size=(rows + i, 20)).astype(np.float32) for i in range(4)]
     labels = [np.arange(len(X)) % 4 for X in inputs]
