@@ -11,7 +11,6 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 MIXED_BFLOAT16 = "mixed_bfloat16"
 """The mixed-precision policy (Keras's name): float32 parameters, gradients, optimizer state,
 statistics and loss; every matrix product on bfloat16 operands, summed in float32."""
-DTYPE_POLICIES = (*DTYPES, MIXED_BFLOAT16)
 
 
 def dtype_policy(dtype):

@@ -11,11 +11,11 @@ same methods (``check_inputs``, ``place``, ``forward``, ``loss_and_grad``, ``tra
 ``end_fit``. Data-parallel training over MPI wraps a CPU engine (``fastmlp.parallel.mpi``).
 
 Support modules: ``fit_data`` (how a fit cuts its data, and the record it is kept in),
-``bf16_support`` (whether the bfloat16 products of
-``mixed_bfloat16`` can run), ``layout`` (where every number of a network lives in its flat arrays), ``records`` (the kernel
+``layout`` (where every number of a network lives in its flat arrays), ``records`` (the kernel
 records), ``team`` (the threads of a CPU call), ``blas_threads`` (the BLAS kept single-threaded
 meanwhile), ``device_inputs`` (GPU arrays as inputs), ``cuda_support`` (whether CUDA can be used,
-and the product path).
+and the product path), ``bf16_support`` (whether the bfloat16 products of ``mixed_bfloat16`` can
+run).
 """
 
 DEVICES = ("cpu", "cuda")

@@ -199,6 +199,9 @@ def optimizer_update(code, param, grad, s0, s1, s2, c, flag, init_buffer):
         rprop_update(param, grad, s0, s1, c[0], c[1], c[2], c[3])
 
 
+ROUND_CHUNK = 4096  # elements updated, then rounded to bfloat16, at a time (16 KB of float32)
+
+
 @njit(**JIT_INTERNAL)
 def optimizer_update_part(index, parts, params, grads, scale, code, s0, s1, s2, c, flag,
                           init_buffer, half):
@@ -225,7 +228,6 @@ def optimizer_update_part(index, parts, params, grads, scale, code, s0, s1, s2, 
         round_to_bf16_range(half, params, a, b)
 
 
-ROUND_CHUNK = 4096  # elements updated, then rounded to bfloat16, at a time (16 KB of float32)
 CHECK_CHUNK = 256  # elements of a block copied at a time by optimizer_check_part
 
 
