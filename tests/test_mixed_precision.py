@@ -2,6 +2,11 @@
 bfloat16 operands summed in float32 (the kernels' bfloat16 path, against NumPy references that
 round the same operands)."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -186,30 +191,25 @@ def test_a_checkpoint_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(resumed.model.params[key], value)
 
 
-def _accuracy(policy, data, sizes, lr, batch, epochs, seed):
-    layers = [fm.Dense(u, "relu") for u in sizes[1:-1]] + [fm.Dense(sizes[-1])]
-    model = fm.MLP(sizes[0], layers, dtype=policy, seed=seed)
-    fm.Trainer(model, fm.Adam(lr), batch_size=batch, epochs=epochs, seed=seed,
-               progress=False).fit(data.X_train, data.y_train)
-    return float(np.mean(model.predict(data.X_test) == data.y_test))
-
-
-@pytest.mark.parametrize("case", ["digits", "mnist1d"])
-def test_test_accuracy_is_within_one_point_of_float32(case):
+def test_test_accuracy_is_within_one_point_of_float32(tmp_path):
     """Digits (64-256-128-10 ReLU, Adam 1e-3, batch 64, 30 epochs) and the MNIST-1D paper recipe
-    (40-100-100-10, Adam 1e-2, batch 100, 150 epochs = 6000 steps): the mean test accuracy over
-    three seeds of the mixed model is within 1 point of the float32 model's."""
-    if case == "digits":
-        data = fm.datasets.load_digits(seed=0)
-        setup = ((64, 256, 128, 10), 1e-3, 64, 30)
-    else:
-        pytest.importorskip("mnist1d")
-        data = fm.datasets.load_mnist1d()
-        setup = ((40, 100, 100, 10), 1e-2, 100, 150)
-    scores = {policy: np.mean([_accuracy(policy, data, *setup, seed) for seed in range(3)])
-              for policy in ("float32", MIXED)}
-    assert abs(scores[MIXED] - scores["float32"]) <= 0.01, scores
-    assert scores[MIXED] > (0.9 if case == "digits" else 0.5), scores
+    (40-100-100-10, Adam 1e-2, batch 100, 150 epochs = 6000 steps): over 20 seeds, the mixed
+    model's mean test accuracy is within 1 point of the float32 model's. (One MNIST-1D run moves
+    by about 2 points from seed to seed, and the two policies' runs part ways early: fewer seeds
+    could not tell 1 point from noise; 20 give a standard error of about 0.4 points.)"""
+    pytest.importorskip("mnist1d")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "mixed_precision_quality.py"
+    out = tmp_path / "quality.json"
+    proc = subprocess.run([sys.executable, str(script), "--seeds", "20", "--json", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    for task, floor in (("digits", 0.9), ("mnist1d", 0.6)):
+        float32 = np.mean(results[task]["float32"])
+        mixed = np.mean(results[task][MIXED])
+        assert len(results[task][MIXED]) == 20
+        assert abs(mixed - float32) <= 0.01, (task, float32, mixed)
+        assert mixed > floor, (task, mixed)
 
 
 def test_exported_models_compute_in_float32(tmp_path):

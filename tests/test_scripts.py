@@ -45,6 +45,7 @@ def table_rows(stdout):
     ("bench_gpu.py", ["--configs", "--steps", "--repeats", "--matmul", "--quick"]),
     ("bench_inference.py", ["--rows", "--sizes", "--threads", "--frameworks", "--quick"]),
     ("bench_bf16.py", ["--configs", "--repeats", "--min-time", "--threads", "--quick"]),
+    ("mixed_precision_quality.py", ["--seeds", "--tasks", "--json", "--quick"]),
 ])
 def test_help(name, words):
     proc = run_script(name, "--help")
@@ -168,3 +169,17 @@ def test_bench_bf16_quick_on_a_small_network(tmp_path):
         assert product["rel_error_bf16"] < 2e-2 and product["rel_error_f32"] < 1e-5
         assert all(product[f"{p}_{t}"]["best_s"] > 0 for p in ("f32", "bf16") for t in (1, 2))
     assert result["rounding"]["2"]["GB_per_s"] > 0
+
+
+def test_mixed_precision_quality_quick(tmp_path):
+    from fastmlp.kernels.cpu.onednn import bf16_support
+    if bf16_support() is not None:
+        pytest.skip(bf16_support())
+    out = tmp_path / "quality.json"
+    proc = run_script("mixed_precision_quality.py", "--quick", "--json", str(out))
+    check_ok(proc)
+    rows = table_rows(proc.stdout)
+    assert [row[0] for row in rows] == ["digits (30 epochs)", "mnist1d (10 epochs)"]
+    results = json.loads(out.read_text())
+    assert all(len(results[task][policy]) == 2 for task in results
+               for policy in ("float32", "mixed_bfloat16"))
