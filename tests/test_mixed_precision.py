@@ -272,6 +272,17 @@ def test_the_scikit_learn_estimator_trains_a_mixed_model():
     assert scores[MIXED] > 0.9 and abs(scores[MIXED] - scores["float32"]) < 0.03, scores
 
 
+def test_bagging_trains_mixed_members():
+    X, y = teacher_data(240, 10, 3)
+    scores = {}
+    for policy in ("float32", MIXED):
+        bag = fm.Bagging(small_model(policy, (10, 32, 16, 3)), n_estimators=2,
+                         optimizer=fm.Adam(1e-2), batch_size=32, epochs=20, seed=0).fit(X, y)
+        assert [member.dtype_policy for member in bag.members] == [policy, policy]
+        scores[policy] = np.mean(bag.predict(X) == y)
+    assert scores[MIXED] > 0.9 and abs(scores[MIXED] - scores["float32"]) < 0.03, scores
+
+
 def test_the_command_line_trains_a_mixed_model(tmp_path):
     from fastmlp import cli
     X, y = teacher_data(200, 8, 3)
