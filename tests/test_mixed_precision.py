@@ -14,7 +14,8 @@ import fastmlp as fm
 from fastmlp.kernels.cpu.onednn import bf16_support
 
 REASON = bf16_support()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"bfloat16 products: {REASON}")
+# the tests that run the bfloat16 products; the errors of a machine without them run anywhere
+needs_bf16 = pytest.mark.skipif(REASON is not None, reason=f"bfloat16 products: {REASON}")
 
 MIXED = "mixed_bfloat16"
 ACT = {"relu": (lambda z: np.maximum(z, 0.0), lambda z, h: (z > 0).astype(z.dtype)),
@@ -76,6 +77,7 @@ def small_model(policy, sizes=(20, 64, 32, 3), activations=("relu", "tanh"), see
     return fm.MLP(sizes[0], layers, dtype=policy, seed=seed)
 
 
+@needs_bf16
 def test_the_policy_is_float32_state_with_its_own_name():
     model = small_model(MIXED)
     assert model.dtype == np.float32 and model.dtype_policy == MIXED
@@ -86,6 +88,7 @@ def test_the_policy_is_float32_state_with_its_own_name():
     assert fm.MLP(4, [fm.Dense(2)], dtype="float32").dtype_policy == "float32"
 
 
+@needs_bf16
 @pytest.mark.parametrize("sizes, rows", [((20, 64, 32, 3), 37), ((300, 256, 128, 10), 256)])
 def test_forward_products_take_bfloat16_operands(sizes, rows):
     """Outputs equal the float64 reference whose product operands are rounded to bfloat16, far
@@ -107,6 +110,7 @@ def _softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
+@needs_bf16
 @pytest.mark.parametrize("sizes, rows", [((20, 64, 32, 3), 48), ((300, 256, 128, 10), 256)])
 def test_gradients_are_those_of_the_bfloat16_products(sizes, rows):
     model = small_model(MIXED, sizes)
@@ -123,6 +127,7 @@ def test_gradients_are_those_of_the_bfloat16_products(sizes, rows):
             assert relative(grads_f32[key], expected) > 10 * error, key
 
 
+@needs_bf16
 def test_gradients_agree_with_float64_to_bfloat16_precision():
     """The gradient check of a mixed model: against the float64 model's exact gradient, at the
     precision bfloat16 operands allow: 8 significant bits, a relative error of about 2e-3 per
@@ -139,6 +144,7 @@ def test_gradients_agree_with_float64_to_bfloat16_precision():
     assert min(relative(grads[key], wrong[key]) for key in wrong) > 6e-2
 
 
+@needs_bf16
 def test_every_layer_option_trains_and_stays_float32(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 12)).astype(np.float32)
@@ -172,6 +178,7 @@ def _arrays(value):
             yield from _arrays(v)
 
 
+@needs_bf16
 def test_a_checkpoint_resumes_exactly(tmp_path):
     X, y = teacher_data(320, 16, 4)
     def trainer(model):
@@ -191,6 +198,7 @@ def test_a_checkpoint_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(resumed.model.params[key], value)
 
 
+@needs_bf16
 def test_test_accuracy_is_within_one_point_of_float32(tmp_path):
     """Digits (64-256-128-10 ReLU, Adam 1e-3, batch 64, 30 epochs) and the MNIST-1D paper recipe
     (40-100-100-10, Adam 1e-2, batch 100, 150 epochs = 6000 steps): over 20 seeds, the mixed
@@ -212,6 +220,7 @@ def test_test_accuracy_is_within_one_point_of_float32(tmp_path):
         assert mixed > floor, (task, mixed)
 
 
+@needs_bf16
 def test_exported_models_compute_in_float32(tmp_path):
     """ONNX and PyTorch get the float32 parameters; their products are float32 ones."""
     model = small_model(MIXED)
@@ -260,6 +269,7 @@ def test_other_policies_are_refused(bad):
         fm.MLP(4, [fm.Dense(2)], dtype=bad)
 
 
+@needs_bf16
 def test_the_scikit_learn_estimator_trains_a_mixed_model():
     from fastmlp.sklearn import MLPClassifier
     X, y = teacher_data(300, 10, 3)
@@ -272,6 +282,7 @@ def test_the_scikit_learn_estimator_trains_a_mixed_model():
     assert scores[MIXED] > 0.9 and abs(scores[MIXED] - scores["float32"]) < 0.03, scores
 
 
+@needs_bf16
 def test_bagging_trains_mixed_members():
     X, y = teacher_data(240, 10, 3)
     scores = {}
@@ -283,6 +294,7 @@ def test_bagging_trains_mixed_members():
     assert scores[MIXED] > 0.9 and abs(scores[MIXED] - scores["float32"]) < 0.03, scores
 
 
+@needs_bf16
 def test_the_command_line_trains_a_mixed_model(tmp_path):
     from fastmlp import cli
     X, y = teacher_data(200, 8, 3)
