@@ -18,10 +18,11 @@ Records (NamedTuples that compiled code takes as typed tuples; see ``engines.rec
       or empty, float targets (n, C) or (0, C), the loss code, and for an epoch the row order (n,)
       int64 and batch boundaries (steps + 1,) int64 (batch k is order[bounds[k]:bounds[k + 1]]).
     - ``Workspace(ws, ws_off, ws_off_last, grads, partials, Xb, lb, tb, saved, shared, sync,
-      result, half)``: the flat activation workspace with its layouts for a full and for the last batch,
-      the gradient (P,), per-part sums (parts, N_PARTIALS) float64, the batch buffers, a copy of
-      the statistics (R,) for undoing a non-finite step, the team's float and int64 arrays, and
-      result (N_RESULT,) float64 (``R_*``), and ``half``, a ``Half`` record (None on the GPU).
+      result, half)``: the flat activation workspace with its layouts for a full and for the last
+      batch, the gradient (P,), per-part sums (parts, N_PARTIALS) float64, the batch buffers, a
+      copy of the statistics (R,) for undoing a non-finite step, the team's float and int64
+      arrays, result (N_RESULT,) float64 (``R_*``), and ``half``, a ``Half`` record (None on the
+      GPU).
     - ``Half(params, ws, x)``: the bfloat16 operands of the matrix products of a
       ``mixed_bfloat16`` model, as uint16 bits (``cpu/bf16``): params (P,) rounds the parameters
       (same offsets), ws (S,) the layer outputs and pre-activation gradients (same offsets as the
