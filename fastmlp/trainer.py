@@ -341,8 +341,9 @@ class Trainer:
                 early = EarlyStopping(**meta["early_stopping"]["config"])
                 early.set_state(meta["early_stopping"]["state"])
                 if "early_stopping/params" in arrays:
-                    early.best_params = arrays["early_stopping/params"].astype(resolve_dtype(config["dtype"]))
-                    early.best_buffers = arrays["early_stopping/buffers"].astype(resolve_dtype(config["dtype"]))
+                    dtype = resolve_dtype(config["dtype"])
+                    early.best_params = arrays["early_stopping/params"].astype(dtype)
+                    early.best_buffers = arrays["early_stopping/buffers"].astype(dtype)
             model = MLP(**config)
             model.load_state_arrays({k: v for k, v in arrays.items()
                                      if k.startswith(("params/", "buffers/"))}, repr(str(path)))

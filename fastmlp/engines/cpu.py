@@ -43,7 +43,7 @@ from ..threads import kernel_parts
 from . import records
 from .bf16_support import require_bf16
 from .device_inputs import is_device_input, reject_device_input
-from .fit_data import FitData
+from .fit_data import checked_fit_data
 from .layout import views, workspace_layout
 from .outcomes import EpochResult, FitLock, describe_stop
 from .team import run_task
@@ -118,21 +118,6 @@ class CpuEngine:
         return Placed(placed.X[rows], placed.labels[rows] if placed.labels.size else placed.labels,
                       placed.targets[rows] if placed.targets.shape[0] else placed.targets,
                       placed.code)
-
-    def _fit_data(self, X, y, validation_data, plan):
-        """The FitData of ``X``, ``y`` and ``validation_data`` (a pair or None), checked, placed
-        and cut by ``plan`` (an ``engines.fit_data.FitPlan``)."""
-        X, labels, targets, code = self.check_inputs(X, y)
-        validation = None
-        if validation_data is not None:
-            validation = self.place(*self.check_inputs(*validation_data, "validation_data X",
-                                                       "validation_data y"))
-        train_rows, validation_rows, bounds = plan.cut(X.shape[0])
-        train = self.place(X, labels, targets, code)
-        if train_rows is not None:
-            train, validation = (self.take_rows(train, train_rows),
-                                 self.take_rows(train, validation_rows))
-        return FitData(train, validation, bounds)
 
     # ----------------------------------------------------------------- scratch memory
     def parts(self, rows, backward=False):
@@ -266,7 +251,7 @@ class CpuEngine:
         (:meth:`fastmlp.Optimizer.kernel_state`). All kept until :meth:`end_fit`; nothing is
         kept when this raises."""
         with self._fit_lock.beginning():
-            data = self._fit_data(X, y, validation_data, plan)
+            data = checked_fit_data(self, X, y, validation_data, plan)
             state = optimizer.kernel_state(views(self.params, self.layout.param_slots))
             self._fit_buffers(data.train, data.bounds)
             self._fit.update(data=data, optimizer=optimizer, state=state,

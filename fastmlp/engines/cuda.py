@@ -37,7 +37,7 @@ from ..losses import prepare_targets
 from .cpu import EVAL_CHUNK_ROWS, Placed
 from .cuda_support import require_cuda
 from .device_inputs import device_features, device_targets, is_device_input, take_rows
-from .fit_data import FitData
+from .fit_data import checked_fit_data
 from .layout import views, workspace_layout
 from .outcomes import EpochResult, FitLock, describe_stop
 from .records import update_bounds
@@ -138,21 +138,6 @@ class CudaEngine:
         """The rows ``rows`` (sorted int64) of placed data, gathered on the device."""
         X, labels, targets = take_rows(placed.X, placed.labels, placed.targets, rows)
         return Placed(X, labels, targets, placed.code)
-
-    def _fit_data(self, X, y, validation_data, plan):
-        """The FitData of ``X``, ``y`` and ``validation_data`` on the device (see
-        CpuEngine._fit_data)."""
-        X, labels, targets, code = self.check_inputs(X, y)
-        validation = None
-        if validation_data is not None:
-            validation = self.place(*self.check_inputs(*validation_data, "validation_data X",
-                                                       "validation_data y"))
-        train_rows, validation_rows, bounds = plan.cut(X.shape[0])
-        train = self.place(X, labels, targets, code)
-        if train_rows is not None:
-            train, validation = (self.take_rows(train, train_rows),
-                                 self.take_rows(train, validation_rows))
-        return FitData(train, validation, bounds)
 
     # ----------------------------------------------------------------- single passes
     def _forward_rows(self, d_X, training, update_stats, step):
@@ -258,7 +243,7 @@ class CudaEngine:
         with self._fit_lock.beginning():
             self.device_ahead = False
             self.upload()
-            data = self._fit_data(X, y, validation_data, plan)
+            data = checked_fit_data(self, X, y, validation_data, plan)
             self._fit = self._fit_buffers(data, optimizer)
             self.device_ahead = True
         return data.shape()
@@ -281,8 +266,8 @@ class CudaEngine:
         code, s0, s1, s2, flag, init = host_state
         empty = cuda.device_array(0, dtype=self.dtype)
         return {
-            "data": data, "optimizer": optimizer, "host_state": (s0, s1, s2), "code": code, "flag": flag,
-            "init": init, "keys": [slot.key for slot in self.layout.param_slots],
+            "data": data, "optimizer": optimizer, "host_state": (s0, s1, s2), "code": code,
+            "flag": flag, "init": init, "keys": [slot.key for slot in self.layout.param_slots],
             "state": tuple(cuda.to_device(s) if s.size else empty for s in (s0, s1, s2)),
             "batch": (cuda.device_array((rows, placed.X.shape[1]), dtype=self.dtype),
                       cuda.device_array(rows if placed.labels.shape[0] else 0, dtype=np.int64),

@@ -3,7 +3,8 @@
 The data of a fit travel once. ``Trainer.fit`` hands X, y and the validation data, with a
 :class:`FitPlan` (the trainer's choices: validation split, batch size), to the engine's
 ``begin_fit``. The engine checks them, cuts them by the plan (:meth:`FitPlan.cut`), places them
-where it computes and keeps them, as a :class:`FitData`, until ``end_fit``. The trainer gets
+where it computes (:func:`checked_fit_data`, the same steps for every engine) and keeps them, as
+a :class:`FitData`, until ``end_fit``. The trainer gets
 back only a :class:`FitShape`, the row and step counts it needs to order the rows of each
 epoch; ``run_epoch`` and ``evaluate_validation`` then read the kept data.
 
@@ -31,6 +32,23 @@ class FitData(NamedTuple):
 
     def shape(self):
         return FitShape(self.train.rows, self.bounds.shape[0] - 1, self.validation is not None)
+
+
+def checked_fit_data(engine, X, y, validation_data, plan):
+    """The FitData of ``X``, ``y`` and ``validation_data`` (a pair or None) for ``engine``:
+    checked by its rules (``check_inputs``), placed where it computes (``place``) and cut by
+    ``plan``, a :class:`FitPlan` (the validation split taken with ``take_rows``)."""
+    X, labels, targets, code = engine.check_inputs(X, y)
+    validation = None
+    if validation_data is not None:
+        validation = engine.place(*engine.check_inputs(*validation_data, "validation_data X",
+                                                       "validation_data y"))
+    train_rows, validation_rows, bounds = plan.cut(X.shape[0])
+    train = engine.place(X, labels, targets, code)
+    if train_rows is not None:
+        train, validation = (engine.take_rows(train, train_rows),
+                             engine.take_rows(train, validation_rows))
+    return FitData(train, validation, bounds)
 
 
 class FitShape(NamedTuple):
