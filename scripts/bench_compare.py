@@ -294,10 +294,14 @@ def build_fastmlp_api(sizes, batch, X, y, dtype, n_batches):
         "fastmlp (public API): MLP.loss_and_grad + Adam.step(model.params, grads) per batch"]
 
 
-def build_fastmlp_bf16(sizes, batch, X, y, dtype, n_batches):
-    """fastmlp under ``dtype="mixed_bfloat16"`` (float32 data and state, bfloat16 products)."""
+def _require_float32(dtype):
     if dtype != "float32":
         raise ValueError("the mixed_bfloat16 rows need --dtype float32")
+
+
+def build_fastmlp_bf16(sizes, batch, X, y, dtype, n_batches):
+    """fastmlp under ``dtype="mixed_bfloat16"`` (float32 data and state, bfloat16 products)."""
+    _require_float32(dtype)
     step, epoch, sync, notes = build_fastmlp(sizes, batch, X, y, "mixed_bfloat16", n_batches)
     return step, epoch, sync, notes + [
         "fastmlp mixed_bfloat16: MLP(dtype='mixed_bfloat16'), the Trainer as for fastmlp"]
@@ -305,8 +309,7 @@ def build_fastmlp_bf16(sizes, batch, X, y, dtype, n_batches):
 
 def build_torch_bf16(sizes, batch, X, y, dtype, n_batches):
     """PyTorch eager with float32 parameters under ``torch.autocast("cpu", torch.bfloat16)``."""
-    if dtype != "float32":
-        raise ValueError("the mixed_bfloat16 rows need --dtype float32")
+    _require_float32(dtype)
     step, epoch, sync, _ = build_torch(sizes, batch, X, y, dtype, n_batches, autocast=True)
     return step, epoch, sync, [
         "PyTorch bf16 autocast: float32 model and Adam, forward under "
