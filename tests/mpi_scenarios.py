@@ -185,6 +185,29 @@ def mixed(out, plain):
         np.savez(out / "mixed_plain.npz", params=net._params, loss=history["loss"])
 
 
+def sums(out):
+    """The shared-memory sum on its own, then the same run through it and through Allreduce."""
+    from fastmlp.parallel.mpi import Communicator
+    from fastmlp.parallel.node_sum import NodeSum
+    comm = Communicator(timeout=60)
+    node_sum = NodeSum(comm, 1001, np.float32)
+    for trial in range(3):
+        node_sum.pack[:] = np.random.default_rng([trial, comm.rank]).normal(size=1001)
+        node_sum.scalars[:] = np.arange(8) * (comm.rank + 1) + trial
+        scalars = node_sum.sum("the test's sum")
+        np.savez(out / f"sum_{trial}_{comm.rank}.npz", pack=node_sum.pack, scalars=scalars)
+    X, y = data()
+    for path in ("node", "allreduce"):
+        net = model()
+        trainer = DistributedTrainer(net, fm.Adam(1e-2), timeout=60, **options())
+        if path == "allreduce":
+            trainer.comm.node_size = 1  # as if every rank were on a machine of its own
+        history = trainer.fit(X, y, validation_split=0.25)
+        used = trainer.engine._node_sum is not None
+        np.savez(out / f"{path}_{trainer.rank}.npz", params=net._params, loss=history["loss"],
+                 val_loss=history["val_loss"], used_node_sum=used)
+
+
 if __name__ == "__main__":
     scenario, out = sys.argv[1], Path(sys.argv[2])
     fm.set_num_threads(1)
@@ -204,5 +227,7 @@ if __name__ == "__main__":
         other_data(out)
     elif scenario == "mixed":
         mixed(out, plain=len(sys.argv) > 3)
+    elif scenario == "sums":
+        sums(out)
     else:
         sys.exit(f"unknown scenario {scenario!r}")

@@ -67,6 +67,29 @@ def test_two_ranks_match_one_rank_and_the_trainer(tmp_path):
     assert not (tmp_path / "checkpoint_adam_rank1.npz").exists()
 
 
+def test_the_shared_memory_sum_adds_every_rank_in_rank_order(tmp_path):
+    ranks = 3
+    proc, _ = scenario("sums", ranks, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for trial in range(3):
+        packs = [np.random.default_rng([trial, r]).normal(size=1001).astype(np.float32)
+                 for r in range(ranks)]
+        expected = (packs[0] + packs[1]) + packs[2]
+        expected_scalars = sum(np.arange(8.0) * (r + 1) + trial for r in range(ranks))
+        for r in range(ranks):
+            got = load(tmp_path / f"sum_{trial}_{r}.npz")
+            np.testing.assert_array_equal(got["pack"], expected)
+            np.testing.assert_array_equal(got["scalars"], expected_scalars)
+    for r in range(ranks):
+        node, allreduce = load(tmp_path / f"node_{r}.npz"), load(tmp_path / f"allreduce_{r}.npz")
+        assert node["used_node_sum"] and not allreduce["used_node_sum"]
+        # three ranks: MPICH may add the three gradients in another order
+        np.testing.assert_allclose(node["params"], allreduce["params"], rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(node["params"], load(tmp_path / "node_0.npz")["params"])
+        for key in ("loss", "val_loss"):
+            np.testing.assert_allclose(node[key], allreduce[key], rtol=1e-10)
+
+
 def test_a_mixed_bfloat16_model_trains_data_parallel(tmp_path):
     from fastmlp.kernels.cpu.onednn import bf16_support
     if bf16_support() is not None:

@@ -18,9 +18,11 @@ How a step works:
   rank 0's state; each epoch rank 0 broadcasts its row order.
 - Global batch k (rows ``order[bounds[k]:bounds[k+1]]``, the batches a 1-rank run would use) is
   split into ``R`` contiguous parts; rank r computes the mean-loss gradient g_r of its m_r rows.
-- One ``Allreduce`` per step sums (m_r/B)·g_r, which is the gradient of the global batch's mean
-  loss; the ranks then apply the same clipping and optimizer update to the same numbers, so the
-  parameters stay identical on every rank without further communication.
+- One sum over the ranks per step adds up (m_r/B)·g_r, which is the gradient of the global
+  batch's mean loss; the ranks then apply the same clipping and optimizer update to the same
+  numbers, so the parameters stay identical on every rank without further communication. When
+  every rank is on one machine the sum goes through shared memory (:mod:`.node_sum`, about 10×
+  faster than MPICH's ``Allreduce`` of a 2.7 MB gradient there), else it is an ``Allreduce``.
 
 Batch normalization, ``batchnorm=``:
 
@@ -39,9 +41,10 @@ Without dropout, a distributed run equals the 1-rank run up to rounding (with ba
 derived from it and r), so the ranks do not repeat each other's masks.
 
 Only rank 0 writes: ``save_checkpoint`` does nothing on other ranks, the progress bar and the
-warnings appear on rank 0 only, and the validation metrics that drive early stopping, schedules
-and callbacks are computed on rank 0 and broadcast, so every rank takes the same decisions.
-``fit`` and ``evaluate`` are collective: call them on every rank.
+warnings appear on rank 0 only. Each rank evaluates its share of the validation rows, and every
+rank adds up all ranks' sums in rank order, so the metrics that drive early stopping, schedules
+and callbacks are the same on every rank and every rank takes the same decisions. ``fit`` and
+``evaluate`` are collective: call them on every rank.
 
 Failures end the job instead of hanging it:
 
@@ -70,10 +73,12 @@ import warnings
 import numpy as np
 
 from .._validation import check_real
+from ..engines.cpu import Placed
 from ..engines.outcomes import EpochResult
 from ..kernels.cpu.network import network_penalty
 from ..threads import team_members, usable_cores
 from ..trainer import Trainer
+from .node_sum import NodeSum
 from .sync_batchnorm import sync_batchnorm_gradient
 
 __all__ = ["DistributedTrainer", "Communicator", "DistributedError", "DistributedTimeoutError",
@@ -82,6 +87,13 @@ __all__ = ["DistributedTrainer", "Communicator", "DistributedError", "Distribute
 # Seconds between printing the reason for an abort and MPI_Abort: the launcher forwards a rank's
 # output through pipes, and the abort kills the rank (and may end the forwarding) at once.
 ABORT_GRACE_SECONDS = 1.0
+# How long a collective polls without sleeping before it backs off to sleeps of up to 1 ms: long
+# enough to cover the imbalance between ranks of one step when each rank has a core of its own
+# (a sleep there delays the step's Allreduce by up to a millisecond, and MPICH only progresses it
+# while a rank polls), short when ranks share cores (a spinning rank takes cycles from a working
+# one).
+SPIN_SECONDS_OWN_CORES = 0.05
+SPIN_SECONDS_SHARED_CORES = 1e-3
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -106,9 +118,10 @@ def _require_mpi():
 class Communicator:
     """An MPI communicator whose collectives give up after ``timeout`` seconds.
 
-    Each collective is started non-blocking and polled (spinning for the first millisecond, then
-    sleeping up to 1 ms between polls); when ``timeout`` passes it raises
-    :class:`DistributedTimeoutError` naming the operation.
+    Each collective is started non-blocking and polled: without pause for the first 50 ms when
+    the ranks on this machine have a core each (1 ms when they share cores), then sleeping up to
+    1 ms between polls; when ``timeout`` passes it raises :class:`DistributedTimeoutError` naming
+    the operation.
     """
 
     def __init__(self, comm=None, timeout=300.0):
@@ -122,6 +135,9 @@ class Communicator:
             raise ValueError("timeout must be > 0 seconds")
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
+        self.node_size = local_size(self.comm)
+        self.spin_seconds = (SPIN_SECONDS_OWN_CORES if self.node_size <= usable_cores()
+                             else SPIN_SECONDS_SHARED_CORES)
 
     def _wait(self, request, what):
         began = time.monotonic()
@@ -133,7 +149,7 @@ class Communicator:
                 raise DistributedTimeoutError(
                     f"rank {self.rank}: {what} did not complete within {self.timeout:g} s; another "
                     f"rank failed, stalled or is not taking part")
-            if now - began > 1e-3:
+            if now - began > self.spin_seconds:
                 pause = min(max(pause * 2.0, 1e-5), 1e-3)
                 time.sleep(pause)
 
@@ -145,6 +161,17 @@ class Communicator:
     def allreduce_max(self, array, what):
         self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, array, op=self.MPI.MAX), what)
         return array
+
+    def allgather(self, values, what):
+        """(size, len(values)) float64: row r holds rank r's ``values``."""
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        gathered = np.empty((self.size, values.size), dtype=np.float64)
+        self._wait(self.comm.Iallgather(values, gathered), what)
+        return gathered
+
+    def barrier(self, what):
+        """Wait until every rank has reached this barrier."""
+        self._wait(self.comm.Ibarrier(), what)
 
     def bcast_array(self, array, what, root=0):
         """Overwrite ``array`` (contiguous) on every rank with root's."""
@@ -298,8 +325,24 @@ class DistributedTrainer(Trainer):
 
     # ----------------------------------------------------------------- evaluation and files
     def _evaluation_metrics(self, placed=None):
-        metrics = super()._evaluation_metrics(placed) if self.is_root else None
-        return self.comm.bcast_object(metrics, "the broadcast of the evaluation metrics")
+        """Loss (+ penalty) and accuracy over placed data (None: the fit's validation data):
+        each rank evaluates its share of the rows (:meth:`MpiEngine.evaluate_share`), and every
+        rank adds up every rank's sums in rank order, so all ranks get the same metrics."""
+        if self.size == 1:
+            return super()._evaluation_metrics(placed)
+        engine = self.engine
+        placed = engine.fit_data.validation if placed is None else placed
+        shares = self.comm.allgather(engine.evaluate_share(placed, self.model.is_classifier),
+                                     "the evaluation's sums")
+        loss = correct = counted = 0.0
+        for share_loss, share_correct, share_counted in shares:
+            loss += share_loss
+            correct += share_correct
+            counted += share_counted
+        metrics = {"loss": loss / placed.rows + engine.penalty(self.l1, self.l2)}
+        if self.model.is_classifier:
+            metrics["accuracy"] = correct / counted
+        return metrics
 
     def save_checkpoint(self, path):
         """Rank 0 writes the checkpoint (see :meth:`Trainer.save_checkpoint`); others do nothing."""
@@ -324,6 +367,7 @@ class MpiEngine:
         self.batchnorm = batchnorm
         self.members = default_threads(comm.comm)
         self._fit = None
+        self._node_sum = None  # the shared-memory sum, when every rank is on this machine
 
     def __getattr__(self, name):
         # the CPU engine's methods (check_inputs, place, evaluate, forward, ...) serve unchanged
@@ -362,19 +406,39 @@ class MpiEngine:
         local, size, placed = self.local, self.comm.size, data.train
         rows = int(np.diff(data.bounds).max() + size - 1) // size
         P, R = local.params.shape[0], local.buffers.shape[0]
-        pack = np.zeros(P + R, dtype=local.dtype)
+        if size > 1 and self.comm.node_size == size:
+            if self._node_sum is None or not self._node_sum.serves(P + R, local.dtype):
+                self._node_sum = NodeSum(self.comm, P + R, local.dtype)
+            pack, scalars = self._node_sum.pack, self._node_sum.scalars[:3]
+            pack[:] = 0.0
+        else:
+            self._node_sum = None
+            pack, scalars = np.zeros(P + R, dtype=local.dtype), np.zeros(3)
         return {
             "batch": (np.empty((rows, placed.X.shape[1]), dtype=local.dtype),
                       np.empty(rows if placed.labels.size else 0, dtype=np.int64),
                       np.empty((rows if placed.targets.shape[0] else 0, placed.targets.shape[1]),
                                dtype=local.dtype)),
-            "pack": pack, "grads": pack[:P], "stats": pack[P:], "scalars": np.zeros(3),
+            "pack": pack, "grads": pack[:P], "stats": pack[P:], "scalars": scalars,
             "saved": np.empty_like(local.buffers), "works": {},
         }
 
     def end_fit(self):
         self.local.end_fit()
         self._fit = None
+
+    def evaluate_share(self, placed, count):
+        """(Σ data loss, correct, counted) in evaluation mode over this rank's contiguous share
+        of the rows of placed data (zeros for an empty share)."""
+        lo, hi = self._part(0, placed.rows)
+        if hi == lo:
+            return np.zeros(3)
+        share = Placed(placed.X[lo:hi], placed.labels[lo:hi] if placed.labels.size
+                       else placed.labels,
+                       placed.targets[lo:hi] if placed.targets.shape[0] else placed.targets,
+                       placed.code)
+        loss, correct, counted = self.local.evaluate(share, count)
+        return np.array([loss * (hi - lo), correct, counted])
 
     def _part(self, start, stop):
         """This rank's contiguous part [lo, hi) of the global batch [start, stop)."""
@@ -434,8 +498,11 @@ class MpiEngine:
         np.multiply(local.buffers, 1.0 / comm.size, out=fit["stats"])
         scalars = fit["scalars"]
         scalars[:] = (loss * (hi - lo), correct, counted)
-        comm.allreduce_sum(fit["pack"], "the gradient Allreduce")
-        comm.allreduce_sum(scalars, "the loss Allreduce")
+        if self._node_sum is not None:
+            scalars = self._node_sum.sum("the gradient sum")
+        else:
+            comm.allreduce_sum(fit["pack"], "the gradient Allreduce")
+            comm.allreduce_sum(scalars, "the loss Allreduce")
         local.buffers[...] = fit["stats"]
         return float(scalars[0]) / global_rows, int(scalars[1]), int(scalars[2])
 
