@@ -187,6 +187,7 @@ def mixed(out, plain):
 
 def sums(out):
     """The shared-memory sum on its own, then the same run through it and through Allreduce."""
+    from fastmlp.parallel import node_sum as node_sum_module
     from fastmlp.parallel.mpi import Communicator
     from fastmlp.parallel.node_sum import NodeSum
     comm = Communicator(timeout=60)
@@ -203,9 +204,20 @@ def sums(out):
         if path == "allreduce":
             trainer.comm.node_size = 1  # as if every rank were on a machine of its own
         history = trainer.fit(X, y, validation_split=0.25)
-        used = trainer.engine._node_sum is not None
         np.savez(out / f"{path}_{trainer.rank}.npz", params=net._params, loss=history["loss"],
-                 val_loss=history["val_loss"], used_node_sum=used)
+                 val_loss=history["val_loss"], used_node_sum=trainer.engine.shared_memory_sum)
+    # the next fit of the same size takes the window the first one gave back
+    key = (net._params.size, "<f8")
+    [window] = node_sum_module._POOL[key]
+    trainer = DistributedTrainer(model(), fm.Adam(1e-2), timeout=60, **options(epochs=1))
+    trainer.fit(X, y)
+    assert trainer.engine.shared_memory_sum and node_sum_module._POOL[key] == [window]
+    # a window of another size that /dev/shm has no room for: the fit sums with Allreduce
+    node_sum_module._shared_memory_free = lambda: 4096
+    trainer = DistributedTrainer(model(batchnorm=True), fm.Adam(1e-2), timeout=60,
+                                 **options(epochs=1))
+    trainer.fit(X, y)
+    assert not trainer.engine.shared_memory_sum
 
 
 if __name__ == "__main__":

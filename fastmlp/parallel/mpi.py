@@ -78,7 +78,7 @@ from ..engines.outcomes import EpochResult
 from ..kernels.cpu.network import network_penalty
 from ..threads import team_members, usable_cores
 from ..trainer import Trainer
-from .node_sum import NodeSum
+from . import node_sum
 from .sync_batchnorm import sync_batchnorm_gradient
 
 __all__ = ["DistributedTrainer", "Communicator", "DistributedError", "DistributedTimeoutError",
@@ -367,7 +367,8 @@ class MpiEngine:
         self.batchnorm = batchnorm
         self.members = default_threads(comm.comm)
         self._fit = None
-        self._node_sum = None  # the shared-memory sum, when every rank is on this machine
+        self._node_sum = None  # the fit's shared-memory sum (node_sum.acquire), or None
+        self.shared_memory_sum = False  # whether the last fit summed through shared memory
 
     def __getattr__(self, name):
         # the CPU engine's methods (check_inputs, place, evaluate, forward, ...) serve unchanged
@@ -384,7 +385,7 @@ class MpiEngine:
             self._check_same_data(self.local.fit_data)
             self._fit = self._fit_buffers(self.local.fit_data)
         except BaseException:
-            self.local.end_fit()
+            self.end_fit()
             raise
         return shape
 
@@ -406,13 +407,12 @@ class MpiEngine:
         local, size, placed = self.local, self.comm.size, data.train
         rows = int(np.diff(data.bounds).max() + size - 1) // size
         P, R = local.params.shape[0], local.buffers.shape[0]
-        if size > 1 and self.comm.node_size == size:
-            if self._node_sum is None or not self._node_sum.serves(P + R, local.dtype):
-                self._node_sum = NodeSum(self.comm, P + R, local.dtype)
+        self._node_sum = node_sum.acquire(self.comm, P + R, local.dtype)
+        self.shared_memory_sum = self._node_sum is not None
+        if self._node_sum is not None:
             pack, scalars = self._node_sum.pack, self._node_sum.scalars[:3]
             pack[:] = 0.0
         else:
-            self._node_sum = None
             pack, scalars = np.zeros(P + R, dtype=local.dtype), np.zeros(3)
         return {
             "batch": (np.empty((rows, placed.X.shape[1]), dtype=local.dtype),
@@ -426,6 +426,8 @@ class MpiEngine:
     def end_fit(self):
         self.local.end_fit()
         self._fit = None
+        node_sum.release(self._node_sum)
+        self._node_sum = None
 
     def evaluate_share(self, placed, count):
         """(Σ data loss, correct, counted) in evaluation mode over this rank's contiguous share

@@ -25,15 +25,64 @@ barriers wait at most the communicator's timeout (:class:`DistributedTimeoutErro
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 SCALARS = 8
 _ALIGN = 4096  # each segment starts on a page, so the packs are aligned as NumPy's arrays are
+# MPICH maps shared windows from files in /dev/shm (a tmpfs, 64 MB by default in a Docker
+# container); a window is only made while it takes at most this fraction of the free space there
+SHARED_MEMORY_SHARE = 0.5
+_SHARED_MEMORY = "/dev/shm"
+
+# free windows of COMM_WORLD, by (values, dtype): every rank runs the same fits, so every rank's
+# pool holds the same windows and a fit takes the same one on every rank
+_POOL = {}
 
 
 def _segment_bytes(n, dtype):
     size = SCALARS * 8 + n * np.dtype(dtype).itemsize
     return -(-size // _ALIGN) * _ALIGN
+
+
+def _shared_memory_free():
+    """Bytes free in /dev/shm (None where there is no such folder)."""
+    try:
+        stat = os.statvfs(_SHARED_MEMORY)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def acquire(communicator, n, dtype):
+    """A :class:`NodeSum` of ``communicator`` for ``n`` values of ``dtype``: a free window of the
+    pool (COMM_WORLD only) or a new one; None (sum with ``Allreduce`` instead) unless every rank
+    is on one machine and, on every rank, the new window would take at most
+    ``SHARED_MEMORY_SHARE`` of the free shared memory. Collective; give it back with
+    :func:`release`."""
+    if communicator.size == 1 or communicator.node_size != communicator.size:
+        return None
+    key = (int(n), np.dtype(dtype).str)
+    world = communicator.comm == communicator.MPI.COMM_WORLD
+    if world and _POOL.get(key):
+        return _POOL[key].pop()
+    free = _shared_memory_free()
+    needed = communicator.size * _segment_bytes(n, dtype)
+    fits = free is None or needed <= SHARED_MEMORY_SHARE * free
+    no_room = communicator.allreduce_max(np.array([0 if fits else 1], dtype=np.int64),
+                                         "the check of the shared memory")
+    if no_room[0]:
+        return None
+    node_sum = NodeSum(communicator, n, dtype)
+    node_sum.pooled = world
+    return node_sum
+
+
+def release(node_sum):
+    """Give back a window :func:`acquire` returned (None does nothing)."""
+    if node_sum is not None and node_sum.pooled:
+        _POOL.setdefault((node_sum.n, node_sum.dtype.str), []).append(node_sum)
 
 
 class NodeSum:
@@ -43,7 +92,8 @@ class NodeSum:
 
     Creating it is collective and blocking: every rank must create it at the same point. The
     window is never freed (NumPy arrays and kernel workspaces may still view its memory); it lasts
-    until the process ends, and a trainer reuses it for every fit its size serves.
+    until the process ends, and :func:`acquire` hands a window of COMM_WORLD that a fit gave back
+    to the next fit of the same size.
     """
 
     def __init__(self, communicator, n, dtype):
@@ -64,10 +114,7 @@ class NodeSum:
         self._total = np.empty(self._hi - self._lo, dtype=self.dtype)
         self.pack = self._packs[rank]
         self.scalars = self._scalars[rank]
-
-    def serves(self, n, dtype):
-        """Whether this window's segments have room for ``n`` values of ``dtype``."""
-        return self.n == n and self.dtype == np.dtype(dtype)
+        self.pooled = False
 
     def _barrier(self, what):
         self._window.Sync()
