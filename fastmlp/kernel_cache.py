@@ -143,12 +143,17 @@ def _inside(path, folders):
     return any(path == folder or folder in path.parents for folder in folders)
 
 
+_belongs = {}  # py_file -> whether it is one of fastmlp's modules (asked once per kernel)
+
+
 def _belongs_to_fastmlp(py_file):
-    try:
-        path = Path(py_file).resolve()
-    except (OSError, ValueError):
-        return False
-    return _inside(path, [_PACKAGE_DIR, *_kernel_dirs()])
+    if py_file not in _belongs:
+        try:
+            path = Path(py_file).resolve()
+        except (OSError, ValueError):
+            return False
+        _belongs[py_file] = _inside(path, [_PACKAGE_DIR, *_kernel_dirs()])
+    return _belongs[py_file]
 
 
 _chosen = (None, None)  # (cache_root(), the folder chosen for it) once a kernel module asked
@@ -201,6 +206,9 @@ def cache_folder():
     return None
 
 
+_ensured = set()  # cache paths this process made sure exist and are writable
+
+
 class KernelCacheLocator(numba_caching.UserProvidedCacheLocator):
     """Numba cache locator for fastmlp's modules: ``cache_folder()/<module folder>_<hash>``
     (Numba's locator of a user-given folder, with the folder chosen here); other modules get
@@ -222,10 +230,12 @@ class KernelCacheLocator(numba_caching.UserProvidedCacheLocator):
         if folder is None:
             return None
         locator = cls(py_func, py_file, folder)
-        try:
-            locator.ensure_cache_path()
-        except OSError:
-            return None
+        if locator._cache_path not in _ensured:  # a folder and a test file: once per module
+            try:
+                locator.ensure_cache_path()
+            except OSError:
+                return None
+            _ensured.add(locator._cache_path)
         return locator
 
 

@@ -41,7 +41,8 @@ def table_rows(stdout):
     ("optimizer_study.py", ["--epochs", "--seed", "--output", "--quick"]),
     ("regularization_study.py", ["--epochs", "--seed", "--output", "--quick", "--n-jobs"]),
     ("mnist1d_recipe.py", ["--seed", "--output", "--quick"]),
-    ("bench_mpi.py", ["--rows", "--batch", "--ranks", "--quick"]),
+    ("bench_mpi.py", ["--rows", "--batch", "--ranks", "--validation-split", "--quick"]),
+    ("startup_time.py", ["--runs", "--no-cold"]),
     ("bench_gpu.py", ["--configs", "--steps", "--repeats", "--matmul", "--quick"]),
     ("bench_inference.py", ["--rows", "--sizes", "--threads", "--frameworks", "--quick"]),
     ("bench_bf16.py", ["--configs", "--repeats", "--min-time", "--threads", "--quick"]),
@@ -116,13 +117,26 @@ def test_thread_policy_quick():
 
 
 def test_bench_mpi_quick():
-    proc = run_script("bench_mpi.py", "--quick")
+    proc = run_script("bench_mpi.py", "--quick", "--validation-split", "0.25")
     check_ok(proc)
-    rows = table_rows(proc.stdout)
+    epochs, sums = proc.stdout.split("The step's gradient sum")
+    assert "validation split 0.25" in epochs
+    rows = table_rows(epochs)
     assert [row[0] for row in rows] == ["fm.Trainer, 1 process"] * len(rows[:-2]) + [
         "DistributedTrainer, 1 rank", "DistributedTrainer, 2 ranks"]
     assert all(float(row[2]) > 0 for row in rows)
     assert rows[-2][4] == "1.00×"
+    [(ranks, values, allreduce, shared)] = table_rows(sums)
+    assert ranks == "2" and int(values.replace(",", "")) > 0
+    assert float(allreduce.replace(",", "")) > 0 and float(shared.replace(",", "")) > 0
+
+
+def test_startup_time_quick():
+    proc = run_script("startup_time.py", "--runs", "1", "--no-cold")
+    check_ok(proc)
+    rows = table_rows(proc.stdout)
+    assert [row[0].split(":")[0] for row in rows] == ["warm", "numba floor"]
+    assert all(row[1] == "1" and float(row[2]) > 0 for row in rows)
 
 
 def test_bench_gpu_without_a_gpu_says_why():
