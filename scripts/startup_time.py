@@ -12,6 +12,7 @@ Each measurement is a new Python process (``python -c``), timed from the first l
 
     python scripts/startup_time.py              # 5 warm runs, 5 floor runs, 1 cold run
     python scripts/startup_time.py --runs 3 --no-cold
+    python scripts/startup_time.py --quick      # one warm and one floor run
 """
 
 import argparse
@@ -67,7 +68,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="warm and floor runs (default 5)")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-cache run")
+    parser.add_argument("--quick", action="store_true", help="--runs 1 --no-cold, for CI")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.no_cold = 1, True
     rows = []
     seconds(FIRST_EPOCH)  # fills the kernel cache (and writes the .pyc files) if needed
     rows.append(summary("warm: import fastmlp to the end of the first epoch",

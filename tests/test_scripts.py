@@ -42,7 +42,7 @@ def table_rows(stdout):
     ("regularization_study.py", ["--epochs", "--seed", "--output", "--quick", "--n-jobs"]),
     ("mnist1d_recipe.py", ["--seed", "--output", "--quick"]),
     ("bench_mpi.py", ["--rows", "--batch", "--ranks", "--validation-split", "--quick"]),
-    ("startup_time.py", ["--runs", "--no-cold"]),
+    ("startup_time.py", ["--runs", "--no-cold", "--quick"]),
     ("bench_gpu.py", ["--configs", "--steps", "--repeats", "--matmul", "--quick"]),
     ("bench_inference.py", ["--rows", "--sizes", "--threads", "--frameworks", "--quick"]),
     ("bench_bf16.py", ["--configs", "--repeats", "--min-time", "--threads", "--quick"]),
@@ -132,7 +132,7 @@ def test_bench_mpi_quick():
 
 
 def test_startup_time_quick():
-    proc = run_script("startup_time.py", "--runs", "1", "--no-cold")
+    proc = run_script("startup_time.py", "--quick")
     check_ok(proc)
     rows = table_rows(proc.stdout)
     assert [row[0].split(":")[0] for row in rows] == ["warm", "numba floor"]
