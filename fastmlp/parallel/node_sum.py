@@ -1,10 +1,10 @@
 """The step's sum over the ranks, through memory the ranks of one machine share.
 
 On one machine MPICH's ``Allreduce`` of a 784-512-512-10 gradient (670k float32, 2.7 MB) took
-1.2–1.4 ms on this project's 2-core machine; the same sum through an MPI-3 shared-memory window
-takes about 0.14 ms (``mpiexec -n 2 python scripts/bench_mpi.py``, whose table gives both). So
-when every rank of the communicator is on one machine, :class:`NodeSum` gives each rank a
-segment of one shared window:
+0.3–1.7 ms on this project's 2-core machine, and the same sum through an MPI-3 shared-memory
+window 0.11–0.15 ms (``python scripts/bench_mpi.py``, whose second table gives both). So when
+every rank of the communicator is on one machine, :class:`NodeSum` gives each rank a segment of
+one shared window:
 
     segment of rank s:  [ scalars: SCALARS float64 | pack: n values of the model's dtype ]
 
@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 SCALARS = 8
-_ALIGN = 4096  # each segment starts on a page, so the packs are aligned as NumPy's arrays are
+_ALIGN = 4096  # each segment starts on a page, so every pack starts on a cache line (64 bytes in)
 # MPICH maps shared windows from files in /dev/shm (a tmpfs, 64 MB by default in a Docker
 # container); a window is only made while it takes at most this fraction of the free space there
 SHARED_MEMORY_SHARE = 0.5
