@@ -47,10 +47,10 @@ def _segment_bytes(n, dtype):
 
 
 def _shared_memory_free():
-    """Bytes free in /dev/shm (None where there is no such folder)."""
+    """Bytes free in /dev/shm (None where there is no such folder, or no statvfs: Windows)."""
     try:
         stat = os.statvfs(_SHARED_MEMORY)
-    except OSError:
+    except (OSError, AttributeError):
         return None
     return stat.f_bavail * stat.f_frsize
 
