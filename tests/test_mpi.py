@@ -209,7 +209,8 @@ def test_distributed_command_line_without_mpi4py(tmp_path):
 def test_the_room_in_shared_memory_is_unknown_without_statvfs(monkeypatch):
     from fastmlp.parallel import node_sum
     assert node_sum._shared_memory_free() is None or node_sum._shared_memory_free() > 0
-    monkeypatch.delattr(node_sum.os, "statvfs", raising=False)  # as on Windows
-    assert node_sum._shared_memory_free() is None
     monkeypatch.setattr(node_sum, "_SHARED_MEMORY", "/no/such/folder")
+    assert node_sum._shared_memory_free() is None
+    monkeypatch.undo()
+    monkeypatch.delattr(node_sum.os, "statvfs", raising=False)  # as on Windows
     assert node_sum._shared_memory_free() is None
