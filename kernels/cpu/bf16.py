@@ -63,27 +63,22 @@ _SHIFT = np.uint32(16)
 
 
 @njit(**JIT)
-def round_to_bf16_block(out, x, r0, r1, c0, c1):
-    """out[i, j] = bf16(x[i, j]) for rows r0:r1 and columns c0:c1. out (B, F) uint16,
-    x (B, F) float32; both 2-D with a contiguous last axis (the loops run over row views from
-    index 0, so they vectorize)."""
-    bits = x.view(np.uint32)
-    width = c1 - c0
-    for i in range(r0, r1):
-        u = bits[i, c0:c1]
-        o = out[i, c0:c1]
-        for j in range(width):
-            o[j] = bf16_bits(u[j])
-
-
-@njit(**JIT)
 def round_to_bf16_range(out, x, i0, i1):
-    """out[i] = bf16(x[i]) for i in i0:i1. out (n,) uint16, x (n,) float32 (a flat parameter
-    vector: the weight matrices of a network lie in it one after another)."""
+    """out[i] = bf16(x[i]) for i in i0:i1. out (n,) uint16, x (n,) float32, both contiguous (a
+    flat parameter vector, or one row of a block; the loop runs over views from index 0, so it
+    vectorizes)."""
     u = x.view(np.uint32)[i0:i1]
     o = out[i0:i1]
     for j in range(i1 - i0):
         o[j] = bf16_bits(u[j])
+
+
+@njit(**JIT)
+def round_to_bf16_block(out, x, r0, r1, c0, c1):
+    """out[i, j] = bf16(x[i, j]) for rows r0:r1 and columns c0:c1. out (B, F) uint16,
+    x (B, F) float32, both C-contiguous: :func:`round_to_bf16_range` of each row."""
+    for i in range(r0, r1):
+        round_to_bf16_range(out[i], x[i], c0, c1)
 
 
 @njit(**JIT)
