@@ -168,7 +168,7 @@ def _train(args, started, comm, root):
     threads = choose_threads(args.threads, model, args.batch_size)
     if comm is not None and args.threads == "auto":
         from ..parallel.mpi import default_threads
-        threads = default_threads(comm.comm)
+        threads = default_threads(comm)
     if not args.quiet and model.device == "cpu":
         from .. import kernel_cache
         if kernel_cache.is_cold():  # before the progress bar, so the two do not mix

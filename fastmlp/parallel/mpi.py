@@ -366,7 +366,7 @@ class MpiEngine:
         self.local = local
         self.comm = comm
         self.batchnorm = batchnorm
-        self.members = default_threads(comm.comm)
+        self.members = default_threads(comm)
         self._fit = None
         self._node_sum = None  # the fit's shared-memory sum (node_sum.acquire), or None
         self.shared_memory_sum = False  # whether the last fit summed through shared memory
@@ -533,8 +533,11 @@ class MpiEngine:
 
 
 def default_threads(comm=None):
-    """Kernel threads per rank that share this machine's usable cores among its ranks."""
-    return max(1, usable_cores() // local_size(comm))
+    """Kernel threads per rank that share this machine's usable cores among its ranks;
+    ``comm`` an mpi4py communicator (default COMM_WORLD) or a :class:`Communicator`, which
+    knows its ranks on this machine already."""
+    ranks = comm.node_size if isinstance(comm, Communicator) else local_size(comm)
+    return max(1, usable_cores() // ranks)
 
 
 def find_mpiexec():
