@@ -217,15 +217,14 @@ def optimizer_update_part(index, parts, params, grads, scale, code, s0, s1, s2, 
     if scale != 1.0:
         for i in range(hi - lo):
             g[i] *= scale
-    if half.shape[0] == 0:
-        optimizer_update(code, params[lo:hi], g, s0[lo:hi], s1[lo:hi], s2[lo:hi], c, flag,
-                         init_buffer)
-        return
-    for a in range(lo, hi, ROUND_CHUNK):
-        b = min(hi, a + ROUND_CHUNK)
+    mixed = half.shape[0] != 0
+    chunk = ROUND_CHUNK if mixed else hi - lo  # float32: the whole block in one call
+    for a in range(lo, hi, chunk):
+        b = min(hi, a + chunk)
         optimizer_update(code, params[a:b], grads[a:b], s0[a:b], s1[a:b], s2[a:b], c, flag,
                          init_buffer)
-        round_to_bf16_range(half, params, a, b)
+        if mixed:
+            round_to_bf16_range(half, params, a, b)
 
 
 CHECK_CHUNK = 256  # elements of a block copied at a time by optimizer_check_part
