@@ -40,7 +40,6 @@ from ..rules import (
     rmsprop_element,
     rprop_element,
     sgd_element,
-    update_element,
 )
 from .bf16 import round_to_bf16_range
 from .blocks import part
@@ -234,7 +233,8 @@ CHECK_CHUNK = 256  # elements of a block copied at a time by optimizer_check_par
 def optimizer_check_part(index, parts, params, grads, scale, code, s0, s1, s2, c, flag,
                          init_buffer, partials):
     """Part ``index`` of ``parts`` of the check of one update of (P,) arrays: the update of
-    :func:`optimizer_update_part` computed on copies of the block, nothing written to the arrays.
+    :func:`optimizer_update_part` computed by :func:`optimizer_update` on copies of the block,
+    CHECK_CHUNK elements at a time, nothing written to the arrays.
 
     Writes partials[index, P_BAD] = 1 + 4·i + a for the first element i whose new value in array a
     (0 param, 1-3 s0-s2) is NaN or inf (0 when there is none) and partials[index, P_MAX + a] the
@@ -256,8 +256,9 @@ def optimizer_check_part(index, parts, params, grads, scale, code, s0, s1, s2, c
                 a1[i] = s1[start + i]
             if used[3]:
                 a2[i] = s2[start + i]
-        for i in range(m):
-            update_element(code, p, g, a0, a1, a2, i, c, flag, init_buffer)
+        optimizer_update(code, p[:m], g[:m], a0[:m] if used[1] else a0[:0],
+                         a1[:m] if used[2] else a1[:0], a2[:m] if used[3] else a2[:0], c, flag,
+                         init_buffer)
         for i in range(m):
             new = (p[i], a0[i], a1[i], a2[i])
             for a in range(4):

@@ -81,22 +81,54 @@ from .team import SHARED_LOSS, SHARED_SCALE, finish
 
 
 @njit(inline="always", **JIT)
-def _gradient_of(k, task, net, data, work, opt, run):
-    """Leader: the forward phases of batch k, then for the tasks that need them the loss and the
-    backward phases. Returns the mean loss + penalty (0 for TASK_FORWARD)."""
-    work.partials[:] = 0.0
+def _copy_into(destination, source):
+    """destination[i] = source[i] for the (n,) arrays, of one length by construction. (A slice
+    assignment would compile NumPy's broadcast check and its error message, 2 s of a cold start.)"""
+    for i in range(source.shape[0]):
+        destination[i] = source[i]
+
+
+@njit(inline="always", **JIT)
+def _gradient_phase(p, task, net, run):
+    """(kind, layer) of phase p of a batch's gradient, kind -1 past the last: the forward phases
+    (every layer in training mode, else one FORWARD_ROWS phase), then unless ``task`` is
+    TASK_FORWARD the LOSS phase, then unless it is TASK_LOSS the LAST_BATCHNORM phase (when the
+    last layer has batchnorm) and the BACKWARD phases, last layer first."""
     n_layers = net.layer_int.shape[0]
-    forward_kind = FORWARD if run.training else FORWARD_ROWS
-    for l in range(n_layers if run.training else 1):
-        run_phase(forward_kind, l, k, net, data, work, opt, run)
+    n_forward = n_layers if run.training else 1
+    if p < n_forward:
+        return (FORWARD if run.training else FORWARD_ROWS), p
+    p -= n_forward
+    if task == TASK_FORWARD:
+        return -1, 0
+    if p == 0:
+        return LOSS, 0
+    if task == TASK_LOSS:
+        return -1, 0
+    p -= 1
+    if net.layer_int[n_layers - 1, L_BN]:
+        if p == 0:
+            return LAST_BATCHNORM, 0
+        p -= 1
+    if p < n_layers:
+        return BACKWARD, n_layers - 1 - p
+    return -1, 0
+
+
+@njit(inline="always", **JIT)
+def _gradient_of(k, task, net, data, work, opt, run):
+    """Leader: the phases of batch k's gradient (:func:`_gradient_phase`, run from one call site
+    so the phase code is compiled once). Returns the mean loss + penalty (0 for TASK_FORWARD)."""
+    work.partials[:] = 0.0
+    p = 0
+    kind, layer = _gradient_phase(p, task, net, run)
+    while kind >= 0:
+        run_phase(kind, layer, k, net, data, work, opt, run)
+        p += 1
+        kind, layer = _gradient_phase(p, task, net, run)
     if task == TASK_FORWARD:
         return 0.0
-    run_phase(LOSS, 0, k, net, data, work, opt, run)
-    if task != TASK_LOSS:
-        if net.layer_int[n_layers - 1, L_BN]:
-            run_phase(LAST_BATCHNORM, 0, k, net, data, work, opt, run)
-        for l in range(n_layers - 1, -1, -1):
-            run_phase(BACKWARD, l, k, net, data, work, opt, run)
+    n_layers = net.layer_int.shape[0]
     loss, penalty = part_losses(work, run.parts)
     rows = batch_inputs(data, work, run, k)[0].shape[0]
     units = net.layer_int[n_layers - 1, L_UNITS]
@@ -106,8 +138,39 @@ def _gradient_of(k, task, net, data, work, opt, run):
 
 
 @njit(inline="always", **JIT)
-def _lead(task, net, data, work, opt, run):
-    """Leader: the phases of ``task`` and the decisions between them (module docstring)."""
+def _check_update(k, grad_bound, net, data, work, opt, run):
+    """Leader, before the update of step k: 0 when it surely leaves every parameter and state
+    value finite (``rules.update_bound`` from the magnitudes alone, else the ``CHECK_UPDATE``
+    phase on copies), else the code of the first value it would make NaN/inf (``P_BAD``); then
+    opt.bounds are left as they were."""
+    before = opt.bounds.copy()
+    if update_bound(opt.code, opt.coefficients[k], opt.flag, opt.init and k == 0, grad_bound,
+                    opt.bounds):
+        return 0
+    run_phase(CHECK_UPDATE, 0, k, net, data, work, opt, run)
+    bad = part_checks(work, run.parts, opt.bounds)
+    if bad:
+        _copy_into(opt.bounds, before)
+    return bad
+
+
+@njit(inline="always", **JIT)
+def _release_helpers(work, run):
+    """Leader, when its task is done: tell the helpers to leave the region."""
+    if run.members > 1:
+        finish(work.sync)
+
+
+@njit(**JIT)
+def team_member(t, task, net, data, work, opt, run):
+    """Member t of the team of a kernel call: a helper (t > 0) runs parts until the leader is
+    done; the leader (t = 0) runs the phases of ``task`` and the decisions between them (module
+    docstring), then releases the helpers. (The leader's code is written here rather than in an
+    inlined function: Numba copies an inlined function's IR block by block with its whole scope,
+    which for this much code cost 3 s of a cold start.)"""
+    if t != 0:
+        help_team(t, net, data, work, opt, run)
+        return
     epoch = task == TASK_EPOCH
     steps = data.bounds.shape[0] - 1 if epoch else 1
     total = 0.0
@@ -127,13 +190,14 @@ def _lead(task, net, data, work, opt, run):
             loss = work.shared[SHARED_LOSS]
         else:
             if epoch:
-                work.saved[:] = net.buffers
+                _copy_into(work.saved, net.buffers)
             loss = _gradient_of(k, task, net, data, work, opt, run)
         grad_sq, c, m = part_sums(work, run.parts)
         if not (epoch or task == TASK_UPDATE):
             work.result[R_DONE] = loss
             work.result[R_CORRECT] = c
             work.result[R_COUNTED] = m
+            _release_helpers(work, run)
             return
         stop = STOP_NONE
         if not (math.isfinite(loss) and math.isfinite(grad_sq)):
@@ -147,7 +211,7 @@ def _lead(task, net, data, work, opt, run):
                 work.result[R_BAD] = bad
         if stop != STOP_NONE:
             if epoch:
-                net.buffers[:] = work.saved
+                _copy_into(net.buffers, work.saved)
             work.result[R_STOP] = stop
             done = k
             break
@@ -159,32 +223,4 @@ def _lead(task, net, data, work, opt, run):
     work.result[R_TOTAL] = total
     work.result[R_CORRECT] = correct
     work.result[R_COUNTED] = counted
-
-
-@njit(inline="always", **JIT)
-def _check_update(k, grad_bound, net, data, work, opt, run):
-    """Leader, before the update of step k: 0 when it surely leaves every parameter and state
-    value finite (``rules.update_bound`` from the magnitudes alone, else the ``CHECK_UPDATE``
-    phase on copies), else the code of the first value it would make NaN/inf (``P_BAD``); then
-    opt.bounds are left as they were."""
-    before = opt.bounds.copy()
-    if update_bound(opt.code, opt.coefficients[k], opt.flag, opt.init and k == 0, grad_bound,
-                    opt.bounds):
-        return 0
-    run_phase(CHECK_UPDATE, 0, k, net, data, work, opt, run)
-    bad = part_checks(work, run.parts, opt.bounds)
-    if bad:
-        opt.bounds[:] = before
-    return bad
-
-
-@njit(**JIT)
-def team_member(t, task, net, data, work, opt, run):
-    """Member t of the team of a kernel call: the leader (t = 0) runs ``task`` (see the module
-    docstring) and then releases the helpers; a helper runs parts until then."""
-    if t == 0:
-        _lead(task, net, data, work, opt, run)
-        if run.members > 1:
-            finish(work.sync)
-    else:
-        help_team(t, net, data, work, opt, run)
+    _release_helpers(work, run)
