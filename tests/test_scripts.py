@@ -110,10 +110,14 @@ def test_mnist1d_recipe_quick(tmp_path):
 
 def test_thread_policy_quick():
     check_ok(run_script("thread_policy.py", "--help"))
-    proc = run_script("thread_policy.py", "--quick")
+    proc = run_script("thread_policy.py", "--quick", "--busy", "1")
     check_ok(proc)
-    rows = table_rows(proc.stdout)
+    threads, busy = proc.stdout.split("\n\n")
+    rows = table_rows(threads)
     assert rows[0][0] == "40-256-256-10/32" and float(rows[0][1]) > 0 and float(rows[0][2]) > 0
+    quiet, loaded, ratio = (float(v) for v in table_rows(busy)[0][1:])
+    assert table_rows(busy)[0][0] == "40-256-256-10/32" and quiet > 0 and loaded > 0
+    assert ratio == pytest.approx(loaded / quiet, rel=0.02, abs=0.01)
 
 
 def test_bench_mpi_quick():
