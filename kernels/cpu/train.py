@@ -89,46 +89,22 @@ def _copy_into(destination, source):
 
 
 @njit(inline="always", **JIT)
-def _gradient_phase(p, task, net, run):
-    """(kind, layer) of phase p of a batch's gradient, kind -1 past the last: the forward phases
-    (every layer in training mode, else one FORWARD_ROWS phase), then unless ``task`` is
-    TASK_FORWARD the LOSS phase, then unless it is TASK_LOSS the LAST_BATCHNORM phase (when the
-    last layer has batchnorm) and the BACKWARD phases, last layer first."""
-    n_layers = net.layer_int.shape[0]
-    n_forward = n_layers if run.training else 1
-    if p < n_forward:
-        return (FORWARD if run.training else FORWARD_ROWS), p
-    p -= n_forward
-    if task == TASK_FORWARD:
-        return -1, 0
-    if p == 0:
-        return LOSS, 0
-    if task == TASK_LOSS:
-        return -1, 0
-    p -= 1
-    if net.layer_int[n_layers - 1, L_BN]:
-        if p == 0:
-            return LAST_BATCHNORM, 0
-        p -= 1
-    if p < n_layers:
-        return BACKWARD, n_layers - 1 - p
-    return -1, 0
-
-
-@njit(inline="always", **JIT)
 def _gradient_of(k, task, net, data, work, opt, run):
-    """Leader: the phases of batch k's gradient (:func:`_gradient_phase`, run from one call site
-    so the phase code is compiled once). Returns the mean loss + penalty (0 for TASK_FORWARD)."""
+    """Leader: the forward phases of batch k, then for the tasks that need them the loss and the
+    backward phases. Returns the mean loss + penalty (0 for TASK_FORWARD)."""
     work.partials[:] = 0.0
-    p = 0
-    kind, layer = _gradient_phase(p, task, net, run)
-    while kind >= 0:
-        run_phase(kind, layer, k, net, data, work, opt, run)
-        p += 1
-        kind, layer = _gradient_phase(p, task, net, run)
+    n_layers = net.layer_int.shape[0]
+    forward_kind = FORWARD if run.training else FORWARD_ROWS
+    for l in range(n_layers if run.training else 1):
+        run_phase(forward_kind, l, k, net, data, work, opt, run)
     if task == TASK_FORWARD:
         return 0.0
-    n_layers = net.layer_int.shape[0]
+    run_phase(LOSS, 0, k, net, data, work, opt, run)
+    if task != TASK_LOSS:
+        if net.layer_int[n_layers - 1, L_BN]:
+            run_phase(LAST_BATCHNORM, 0, k, net, data, work, opt, run)
+        for l in range(n_layers - 1, -1, -1):
+            run_phase(BACKWARD, l, k, net, data, work, opt, run)
     loss, penalty = part_losses(work, run.parts)
     rows = batch_inputs(data, work, run, k)[0].shape[0]
     units = net.layer_int[n_layers - 1, L_UNITS]
