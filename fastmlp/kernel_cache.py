@@ -24,7 +24,11 @@ Deleting the whole :func:`cache_root` at any time is safe: the kernels are compi
 
 The first time a process compiles one of fastmlp's kernels (a cold cache), a one-line notice goes
 to stderr when stderr is a terminal (:func:`compile_notice`); ``fastmlp train`` prints it
-before training whenever :func:`is_cold` says the training kernel is not cached yet.
+before training whenever :func:`is_cold` says the training kernel is not cached yet. While Numba
+compiles one of fastmlp's kernels (from the outermost compilation to its end), Python's cyclic
+garbage collector is paused and then set back as it was: the compiler's millions of short-lived
+objects made it run some twenty full collections, 6–14% of a cold start, for about 240 MB more
+memory at the peak of that one compilation.
 
 Only fastmlp's own modules are redirected; other Numba functions in the process keep Numba's
 usual cache locations. The redirection uses Numba's setting of the cache locators
@@ -36,6 +40,7 @@ environment when a ``NUMBA_*`` variable changed); a value the user set is respec
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import shutil
@@ -340,18 +345,29 @@ def compile_notice(prog="fastmlp", stream=None, always=False):
     return True
 
 
+_compiling = {"depth": 0, "resume_gc": False}  # changed under Numba's global compiler lock
+
+
 class _CompileListener(_event.Listener):
     """Numba event listener: the first compilation of a fastmlp kernel that is cached on disk
-    (the CPU kernels) shows the notice."""
+    (the CPU kernels) shows the notice; an outermost compilation of one pauses the garbage
+    collector until it ends (module docstring)."""
 
     def on_start(self, event):
-        if _notice_given:
-            return
         stats = getattr((event.data or {}).get("dispatcher"), "stats", None)
-        if _ours(stats):  # a kernel cached in fastmlp's folder
+        ours = _ours(stats)  # a kernel cached in fastmlp's folder
+        if _compiling["depth"] == 0 and ours and gc.isenabled():
+            gc.disable()
+            _compiling["resume_gc"] = True
+        _compiling["depth"] += 1
+        if ours and not _notice_given:
             compile_notice()
 
     def on_end(self, event):
+        _compiling["depth"] -= 1
+        if _compiling["depth"] == 0 and _compiling["resume_gc"]:
+            _compiling["resume_gc"] = False
+            gc.enable()
         _use_kernel_locator()  # a compilation may have reloaded Numba's settings
 
 

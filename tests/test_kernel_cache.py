@@ -195,10 +195,7 @@ def test_the_first_compilation_of_a_kernel_shows_the_notice(monkeypatch):
     from numba import njit
     from numba.core import event
 
-    import fastmlp.kernels.cpu.activations as activations
-    kernel = next(obj for obj in vars(activations).values()
-                  if hasattr(obj, "py_func") and obj.py_func.__module__ == activations.__name__)
-    user = njit(lambda x: x + 1)
+    kernel, user = _a_kernel(), njit(lambda x: x + 1)
     terminal = _Terminal(True)
     monkeypatch.setattr(sys, "stderr", terminal)
     monkeypatch.setattr(kernel_cache, "_notice_given", False)
@@ -208,6 +205,48 @@ def test_the_first_compilation_of_a_kernel_shows_the_notice(monkeypatch):
     with event.trigger_event("numba:compile", data={"dispatcher": kernel}):
         pass
     assert kernel_cache.COMPILE_NOTICE in terminal.text
+
+
+def _a_kernel():
+    import fastmlp.kernels.cpu.activations as activations
+    return next(obj for obj in vars(activations).values()
+                if hasattr(obj, "py_func") and obj.py_func.__module__ == activations.__name__)
+
+
+def test_the_garbage_collector_pauses_while_a_kernel_compiles(monkeypatch):
+    """From the outermost compilation of a fastmlp kernel to its end (also when it fails) the
+    cyclic garbage collector is off; a user's own compilation, or a collector the user turned off,
+    is left alone."""
+    import gc
+
+    from numba import njit
+    from numba.core import event
+
+    kernel, user = _a_kernel(), njit(lambda x: x + 1)
+    monkeypatch.setattr(kernel_cache, "_notice_given", True)
+    assert gc.isenabled()
+    try:
+        with event.trigger_event("numba:compile", data={"dispatcher": kernel}):
+            assert not gc.isenabled()
+            with event.trigger_event("numba:compile", data={"dispatcher": user}):
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        with pytest.raises(RuntimeError):
+            with event.trigger_event("numba:compile", data={"dispatcher": kernel}):
+                raise RuntimeError("a failed compilation")
+        assert gc.isenabled()
+        with event.trigger_event("numba:compile", data={"dispatcher": user}):
+            assert gc.isenabled()
+            with event.trigger_event("numba:compile", data={"dispatcher": kernel}):
+                assert gc.isenabled()  # inside the user's compilation: not ours to change
+        gc.disable()
+        with event.trigger_event("numba:compile", data={"dispatcher": kernel}):
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert kernel_cache._compiling == {"depth": 0, "resume_gc": False}
 
 
 # ----------------------------------------------------------------------------- Numba's setting
