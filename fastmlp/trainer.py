@@ -275,6 +275,10 @@ class Trainer:
         loss, correct, counted = (engine.evaluate_validation(count, self.l1, self.l2)
                                   if placed is None else
                                   engine.evaluate(placed, count, self.l1, self.l2))
+        return self._metrics(loss, correct, counted)
+
+    def _metrics(self, loss, correct, counted):
+        """{"loss": loss, "accuracy": correct / counted}, the accuracy only for a classifier."""
         metrics = {"loss": loss}
         if self.model.is_classifier:
             metrics["accuracy"] = correct / counted

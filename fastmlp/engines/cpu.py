@@ -114,7 +114,7 @@ class CpuEngine:
         return Placed(X, labels, targets, code)
 
     def take_rows(self, placed, rows):
-        """The rows ``rows`` (sorted int64) of placed data."""
+        """The rows ``rows`` (sorted int64, or a slice: views then) of placed data."""
         return Placed(placed.X[rows], placed.labels[rows] if placed.labels.size else placed.labels,
                       placed.targets[rows] if placed.targets.shape[0] else placed.targets,
                       placed.code)

@@ -73,7 +73,6 @@ import warnings
 import numpy as np
 
 from .._validation import check_real
-from ..engines.cpu import Placed
 from ..engines.outcomes import EpochResult
 from ..kernels.cpu.network import network_penalty
 from ..threads import team_members, usable_cores
@@ -339,10 +338,8 @@ class DistributedTrainer(Trainer):
             loss += share_loss
             correct += share_correct
             counted += share_counted
-        metrics = {"loss": loss / placed.rows + engine.penalty(self.l1, self.l2)}
-        if self.model.is_classifier:
-            metrics["accuracy"] = correct / counted
-        return metrics
+        return self._metrics(loss / placed.rows + engine.penalty(self.l1, self.l2), correct,
+                             counted)
 
     def save_checkpoint(self, path):
         """Rank 0 writes the checkpoint (see :meth:`Trainer.save_checkpoint`); others do nothing."""
@@ -436,11 +433,8 @@ class MpiEngine:
         lo, hi = self._part(0, placed.rows)
         if hi == lo:
             return np.zeros(3)
-        share = Placed(placed.X[lo:hi], placed.labels[lo:hi] if placed.labels.size
-                       else placed.labels,
-                       placed.targets[lo:hi] if placed.targets.shape[0] else placed.targets,
-                       placed.code)
-        loss, correct, counted = self.local.evaluate(share, count)
+        loss, correct, counted = self.local.evaluate(self.local.take_rows(placed, slice(lo, hi)),
+                                                     count)
         return np.array([loss * (hi - lo), correct, counted])
 
     def _part(self, start, stop):

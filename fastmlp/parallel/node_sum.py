@@ -127,11 +127,8 @@ class NodeSum:
         self._barrier(what)
         lo, hi, total = self._lo, self._hi, self._total
         packs = self._packs
-        if len(packs) > 1:
-            np.add(packs[0][lo:hi], packs[1][lo:hi], out=total)
-        else:
-            total[:] = packs[0][lo:hi]
-        for pack in packs[2:]:
+        np.copyto(total, packs[0][lo:hi])
+        for pack in packs[1:]:
             np.add(total, pack[lo:hi], out=total)
         for pack in packs:
             pack[lo:hi] = total
