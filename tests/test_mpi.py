@@ -208,7 +208,8 @@ def test_distributed_command_line_without_mpi4py(tmp_path):
 
 def test_the_room_in_shared_memory_is_unknown_without_statvfs(monkeypatch):
     from fastmlp.parallel import node_sum
-    assert node_sum._shared_memory_free() is None or node_sum._shared_memory_free() > 0
+    free = node_sum._shared_memory_free()
+    assert free is None or free > 0
     monkeypatch.setattr(node_sum, "_SHARED_MEMORY", "/no/such/folder")
     assert node_sum._shared_memory_free() is None
     monkeypatch.undo()

@@ -115,8 +115,9 @@ def test_thread_policy_quick():
     threads, busy = proc.stdout.split("\n\n")
     rows = table_rows(threads)
     assert rows[0][0] == "40-256-256-10/32" and float(rows[0][1]) > 0 and float(rows[0][2]) > 0
-    quiet, loaded, ratio = (float(v) for v in table_rows(busy)[0][1:])
-    assert table_rows(busy)[0][0] == "40-256-256-10/32" and quiet > 0 and loaded > 0
+    busy_row = table_rows(busy)[0]
+    quiet, loaded, ratio = (float(v) for v in busy_row[1:])
+    assert busy_row[0] == "40-256-256-10/32" and quiet > 0 and loaded > 0
     assert ratio == pytest.approx(loaded / quiet, rel=0.02, abs=0.01)
 
 
