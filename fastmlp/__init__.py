@@ -11,24 +11,28 @@ Quick tour::
 
 __version__ = "0.1.0"
 
-# First of all: compiled kernels go to a per-user cache folder, never beside the modules.
-from . import (
-    datasets,  # noqa: E402
-    kernel_cache,  # noqa: E402, F401
-)
-from .callbacks import Callback, EarlyStopping  # noqa: E402
-from .engines.bf16_support import BFloat16UnavailableError  # noqa: E402
-from .engines.cuda_support import CudaUnavailableError, get_cuda_matmul, set_cuda_matmul  # noqa: E402
-from .ensemble import Bagging  # noqa: E402
-from .gradcheck import GradcheckError, GradcheckReport, GradcheckWarning, gradcheck  # noqa: E402
-from .io import FileFormatError  # noqa: E402
-from .layers import Dense  # noqa: E402
-from .model import MLP  # noqa: E402
-from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop, Rprop  # noqa: E402
-from .preprocessing import Standardizer  # noqa: E402
-from .schedules import CosineAnnealingLR, ReduceLROnPlateau, StepLR  # noqa: E402
-from .threads import get_num_threads, num_threads, set_num_threads  # noqa: E402
-from .trainer import NonFiniteLossWarning, Trainer  # noqa: E402
+from ._collector import collector_paused  # noqa: E402
+
+# Importing Numba makes many long-lived objects: no collections meanwhile (see _collector).
+with collector_paused():
+    # First of all: compiled kernels go to a per-user cache folder, never beside the modules.
+    from . import (
+        datasets,
+        kernel_cache,  # noqa: F401
+    )
+    from .callbacks import Callback, EarlyStopping
+    from .engines.bf16_support import BFloat16UnavailableError
+    from .engines.cuda_support import CudaUnavailableError, get_cuda_matmul, set_cuda_matmul
+    from .ensemble import Bagging
+    from .gradcheck import GradcheckError, GradcheckReport, GradcheckWarning, gradcheck
+    from .io import FileFormatError
+    from .layers import Dense
+    from .model import MLP
+    from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop, Rprop
+    from .preprocessing import Standardizer
+    from .schedules import CosineAnnealingLR, ReduceLROnPlateau, StepLR
+    from .threads import get_num_threads, num_threads, set_num_threads
+    from .trainer import NonFiniteLossWarning, Trainer
 
 __all__ = [
     "MLP", "Dense", "Trainer", "EarlyStopping", "Callback", "NonFiniteLossWarning",

@@ -28,7 +28,8 @@ before training whenever :func:`is_cold` says the training kernel is not cached 
 compiles one of fastmlp's kernels (from the outermost compilation to its end), Python's cyclic
 garbage collector is paused and then set back as it was: the compiler's millions of short-lived
 objects made it run some twenty full collections, 6–14% of a cold start, for about 240 MB more
-memory at the peak of that one compilation.
+memory at the peak of that one compilation. It is paused the same way while a cached kernel is
+loaded (``fastmlp._collector``), which also sets up Numba's compiler target the first time.
 
 Only fastmlp's own modules are redirected; other Numba functions in the process keep Numba's
 usual cache locations. The redirection uses Numba's setting of the cache locators
@@ -54,6 +55,7 @@ from numba.core import config as _numba_config
 from numba.core import event as _event
 
 from . import __version__
+from ._collector import collector_paused
 
 __all__ = ["cache_root", "cache_folder", "is_cold", "source_fingerprint", "compile_notice",
            "KernelCacheLocator", "COMPILE_NOTICE", "PRUNE_AFTER_DAYS"]
@@ -290,10 +292,14 @@ def _forget(cache):
 
 def _guarded_load(original):
     def load_overload(self, sig, target_context):
+        ours = _ours(self)
         try:
-            return original(self, sig, target_context)
+            if not ours:
+                return original(self, sig, target_context)
+            with collector_paused():
+                return original(self, sig, target_context)
         except Exception:
-            if not _ours(self):
+            if not ours:
                 raise
             # an unreadable, truncated or foreign entry: compile instead of failing
             _forget(self)

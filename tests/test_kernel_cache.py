@@ -249,6 +249,67 @@ def test_the_garbage_collector_pauses_while_a_kernel_compiles(monkeypatch):
     assert kernel_cache._compiling == {"depth": 0, "resume_gc": False}
 
 
+class _CacheAt:
+    """Stands in for a Numba cache: its folder, and how often its index was emptied."""
+
+    def __init__(self, cache_path):
+        self.cache_path, self.flushed = str(cache_path), 0
+
+    def flush(self):
+        self.flushed += 1
+
+
+def test_the_garbage_collector_pauses_while_a_kernel_loads(tmp_path):
+    """Loading a cached fastmlp kernel runs with the collector off and turns it back on after,
+    also when the entry cannot be read (then compiled instead: None); another function's cache,
+    or a collector the user turned off, is left alone."""
+    import gc
+
+    seen = []
+
+    def load(cache, sig, target_context):
+        seen.append(gc.isenabled())
+        if sig == "unreadable":
+            raise EOFError("a truncated entry")
+        return "loaded"
+
+    guarded = kernel_cache._guarded_load(load)
+    ours, theirs = _CacheAt(kernel_cache.cache_folder() / "k"), _CacheAt(tmp_path)
+    assert gc.isenabled()
+    try:
+        assert guarded(ours, "sig", None) == "loaded" and seen == [False] and gc.isenabled()
+        assert guarded(ours, "unreadable", None) is None and ours.flushed == 1
+        assert seen[-1] is False and gc.isenabled()
+        assert guarded(theirs, "sig", None) == "loaded" and seen[-1] is True
+        with pytest.raises(EOFError):
+            guarded(theirs, "unreadable", None)
+        assert gc.isenabled() and theirs.flushed == 0
+        gc.disable()
+        assert guarded(ours, "sig", None) == "loaded" and not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_importing_fastmlp_runs_no_middle_or_full_collection():
+    """``import fastmlp`` (Numba's import inside it) runs with the collector paused, then set back
+    as it was: on, or off when the user had turned it off."""
+    code = textwrap.dedent("""
+        import gc, sys
+        was_on = sys.argv[1] == "on"
+        gc.enable() if was_on else gc.disable()
+        gc.collect()
+        runs = []
+        gc.callbacks.append(lambda phase, info: phase == "start" and runs.append(info["generation"]))
+        import fastmlp
+        print(max(runs, default=0), gc.isenabled() == was_on)
+    """)
+    for collector in ("on", "off"):
+        proc = subprocess.run([sys.executable, "-c", code, collector], capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["0", "True"], (collector, proc.stdout)
+
+
 # ----------------------------------------------------------------------------- Numba's setting
 
 def test_the_locator_setting_keeps_numbas_default_locators_in_order():
