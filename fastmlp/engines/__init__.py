@@ -18,6 +18,8 @@ and the product path), ``bf16_support`` (whether the bfloat16 products of ``mixe
 run).
 """
 
+from .._collector import collector_paused
+
 DEVICES = ("cpu", "cuda")
 
 
@@ -27,7 +29,9 @@ def engine_for(device, layout, params, buffers, dtype, seed, n_outputs, loss, mi
     if device == "cuda":
         if mixed:
             raise ValueError("dtype 'mixed_bfloat16' runs on the CPU only")
-        from .cuda import CudaEngine
+        with collector_paused():  # the kernel modules make many long-lived objects
+            from .cuda import CudaEngine
         return CudaEngine(layout, params, buffers, dtype, seed, n_outputs, loss)
-    from .cpu import CpuEngine
+    with collector_paused():
+        from .cpu import CpuEngine
     return CpuEngine(layout, params, buffers, dtype, seed, n_outputs, loss, mixed)
