@@ -24,6 +24,14 @@ COL_ALIGN = 16
 # saves); measured on a 2-core AMD EPYC with SciPy's OpenBLAS.
 MIN_SPLIT_MACS = 1 << 17
 
+# The products of a float32 layer whose weight matrix has both sides at least TILE_MIN_UNITS and
+# at most TILE_MAX_WEIGHTS elements go through the register tiles of kernels/cpu/tiles.py instead
+# of BLAS (there OpenBLAS packs its operands for longer than the product takes; beyond it the
+# tiles, which do not block for the caches, fall behind). Measured on a 2-core AMD EPYC Zen 5
+# with SciPy's OpenBLAS 0.3.30: scripts/bench_products.py.
+TILE_MIN_UNITS = 128
+TILE_MAX_WEIGHTS = 1 << 18
+
 # Kernels that only other kernels call: no CPython wrapper is generated for them (unboxing records
 # of a dozen arrays is a lot of code), which shortens the first compilation noticeably.
 JIT_INTERNAL = dict(JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True)

@@ -46,6 +46,7 @@ def table_rows(stdout):
     ("bench_gpu.py", ["--configs", "--steps", "--repeats", "--matmul", "--quick"]),
     ("bench_inference.py", ["--rows", "--sizes", "--threads", "--frameworks", "--quick"]),
     ("bench_bf16.py", ["--configs", "--repeats", "--min-time", "--threads", "--quick"]),
+    ("bench_products.py", ["--configs", "--repeats", "--min-time", "--threads", "--quick"]),
     ("mixed_precision_quality.py", ["--seeds", "--tasks", "--json", "--quick"]),
 ])
 def test_help(name, words):
@@ -166,6 +167,24 @@ def test_bench_inference_quick_on_a_small_model():
         ("onnxruntime InferenceSession.run", "1"), ("onnxruntime InferenceSession.run", "40")]
     assert all(float(row[2].replace(",", "")) > 0 for row in rows)
     assert all(float(row[6]) < 1e-5 for row in rows)  # onnxruntime agrees with predict_proba
+
+
+def test_bench_products_quick_names_each_layers_path(tmp_path):
+    out = tmp_path / "products.json"
+    proc = run_script("bench_products.py", "--quick", "--configs", "64-128-160-10:32",
+                      "--json", str(out))
+    check_ok(proc)
+    rows = table_rows(proc.stdout)
+    paths = {row[0]: row[2] for row in rows if row[0].startswith("layer")}
+    assert paths == {"layer 0 forward x·W": "blas", "layer 0 dW = xᵀ·dY": "blas",
+                     "layer 1 forward x·W": "tiles", "layer 1 dW = xᵀ·dY": "tiles",
+                     "layer 1 dX = dY·Wᵀ": "tiles", "layer 2 forward x·W": "blas",
+                     "layer 2 dW = xᵀ·dY": "blas", "layer 2 dX = dY·Wᵀ": "blas"}
+    assert "| as the layers pick |" in proc.stdout
+    result = json.loads(out.read_text())["results"]["64-128-160-10, batch 32"]
+    for product in result:
+        assert max(product["rel_error"].values()) < 1e-5
+        assert all(product[f"{p}_{t}"]["best_s"] > 0 for p in ("blas", "tiles") for t in (1, 2))
 
 
 def test_bench_bf16_quick_on_a_small_network(tmp_path):

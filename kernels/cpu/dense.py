@@ -1,7 +1,8 @@
 """Dense (fully connected) layer with the activation fused around the matrix products.
 
 Shapes: x (B, I), W (I, F), b (F,), pre (B, F), out (B, U) where F = U for ordinary activations and
-F = U·k for maxout with k pieces. Matrix products go through BLAS (:func:`.blas.gemm`); the bias,
+F = U·k for maxout with k pieces. Matrix products go through BLAS (:func:`.blas.gemm`), or for the
+layers :func:`.tiles.suits_tiles` picks by W's shape through register tiles; the bias,
 the activation and its derivative are applied in the same pass over the product. The ``*_block``
 products compute one rectangle of their result, so threads can share a product without copies.
 
@@ -19,24 +20,36 @@ from .activations import (
     maxout_forward,
 )
 from .blas import gemm
+from .tiles import suits_tiles, tiled_gemm
+
+
+@njit(**JIT_INTERNAL)
+def _layer_product(C, A, B, W, trans_a, trans_b):
+    """C = op(A)·op(B), one block of a product of the layer whose weights are W (I, F): register
+    tiles when :func:`.tiles.suits_tiles` (W's shape and dtype alone decide, so every block of a
+    product, however the threads cut it, and every batch size take the same path), else BLAS."""
+    if suits_tiles(W):
+        tiled_gemm(C, A, B, trans_a, trans_b, False)
+    else:
+        gemm(C, A, B, trans_a, trans_b, False)
 
 
 @njit(**JIT_INTERNAL)
 def forward_product_block(pre, x, W, r0, r1, c0, c1):
     """pre[r0:r1, c0:c1] = x[r0:r1]·W[:, c0:c1]. pre (B, F), x (B, I), W (I, F)."""
-    gemm(pre[r0:r1, c0:c1], x[r0:r1], W[:, c0:c1], False, False, False)
+    _layer_product(pre[r0:r1, c0:c1], x[r0:r1], W[:, c0:c1], W, False, False)
 
 
 @njit(**JIT_INTERNAL)
 def weight_grad_block(dW, x, dpre, i0, i1, c0, c1):
     """dW[i0:i1, c0:c1] = x[:, i0:i1]ᵀ·dpre[:, c0:c1]. dW (I, F), x (B, I), dpre (B, F)."""
-    gemm(dW[i0:i1, c0:c1], x[:, i0:i1], dpre[:, c0:c1], True, False, False)
+    _layer_product(dW[i0:i1, c0:c1], x[:, i0:i1], dpre[:, c0:c1], dW, True, False)
 
 
 @njit(**JIT_INTERNAL)
 def input_grad_block(dx, dpre, W, r0, r1, i0, i1):
     """dx[r0:r1, i0:i1] = dpre[r0:r1]·W[i0:i1]ᵀ. dx (B, I), dpre (B, F), W (I, F)."""
-    gemm(dx[r0:r1, i0:i1], dpre[r0:r1], W[i0:i1], False, True, False)
+    _layer_product(dx[r0:r1, i0:i1], dpre[r0:r1], W[i0:i1], W, False, True)
 
 
 @njit(**JIT_INTERNAL)
