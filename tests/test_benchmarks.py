@@ -76,7 +76,7 @@ BENCHMARKS = _benchmarks()
 def test_every_area_has_benchmarks():
     names = {bench_id.split(".")[0] for bench_id, _, _ in BENCHMARKS}
     assert {"bench_training", "bench_dense", "bench_batchnorm", "bench_losses",
-            "bench_optimizers", "bench_startup"} <= names
+            "bench_optimizers", "bench_startup", "bench_products"} <= names
     methods = {m for _, _, ms in BENCHMARKS for m in ms}
     assert {"track_step_us", "track_step_over_floor", "time_public_step", "time_epoch",
             "peakmem_epoch", "time_predict",

@@ -6,7 +6,8 @@ Modules (one per area):
   products alone (the GEMM floor, measured in the same process), one Trainer epoch, peak memory
   of an epoch, inference; parametrized over ``CONFIGS`` × ``DTYPES``.
 - ``bench_dense``, ``bench_batchnorm``, ``bench_losses``, ``bench_optimizers``, ``bench_dropout``:
-  one kernel family each.
+  one kernel family each; ``bench_products``: a step's float32 products through OpenBLAS and
+  through the register tiles.
 - ``bench_startup``: ``timeraw_`` benchmarks of a cold ``import fastmlp`` and of import plus the
   first training step in a fresh process.
 - ``bench_gpu``: a device-resident training epoch on ``device="cuda"`` against PyTorch CUDA
