@@ -71,7 +71,8 @@ W_PRE, W_XHAT, W_ACT, W_OUT, W_MASK, W_DOUT, W_DPRE, W_MEAN, W_INVSTD = range(9)
 N_WS_OFFSETS = 9
 W_SPLIT_FWD, W_SPLIT_DW, W_SPLIT_DX = 9, 10, 11   # the forward product, dW and dh of a layer
 N_WS = 12
-SPLIT_ONE, SPLIT_ROWS, SPLIT_COLS = 0, 1, 2        # part 0 alone, blocks of rows, of columns
+# split codes: part 0 alone, blocks of rows, blocks of columns, the last part alone
+SPLIT_ONE, SPLIT_ROWS, SPLIT_COLS, SPLIT_LAST = 0, 1, 2, 3
 
 # ---------------------------------------------------------------- per-part sums
 # loss terms, correct, counted, squared gradient norm, penalty; from the check of an update: the

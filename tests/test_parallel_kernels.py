@@ -10,7 +10,7 @@ from numpy.testing import assert_allclose
 import fastmlp as fm
 from fastmlp.engines.layout import thread_plan, workspace_layout
 from fastmlp.kernels import contract as net
-from fastmlp.kernels.contract import SPLIT_COLS, SPLIT_ONE, SPLIT_ROWS
+from fastmlp.kernels.contract import SPLIT_COLS, SPLIT_LAST, SPLIT_ONE, SPLIT_ROWS
 from fastmlp.kernels.cpu.blocks import part
 
 CASES = [
@@ -52,7 +52,7 @@ def test_every_split_gives_the_single_thread_gradient(case, loss):
     reference = _gradient(model, X, labels, targets, code, SPLIT_ONE, 1)
     batchnorm = case[1]
     for trial in range(6):
-        plan = rng.integers(0, 3, (3, 3))
+        plan = rng.integers(0, SPLIT_LAST + 1, (3, 3))
         if batchnorm:  # batchnorm needs whole columns: its layers are never cut into rows
             plan[plan == SPLIT_ROWS] = SPLIT_COLS
         for threads in (2, 3, 4):
@@ -99,6 +99,17 @@ def test_plans_keep_batchnorm_columns_whole():
     assert SPLIT_ROWS not in plan[:2, 0]      # batchnorm forward: whole columns
     assert plan[1, 2] != SPLIT_ROWS           # dh of layer 1 feeds layer 0's batchnorm backward
     assert (thread_plan(lay.layer_int, 256, 1) == SPLIT_ONE).all()
+
+
+def test_a_small_layers_backward_products_go_to_different_parts():
+    """Below MIN_SPLIT_MACS a layer's products stay whole: dW on the first part, dh on the last,
+    so the two run side by side (the first layer has no dh)."""
+    lay = fm.MLP(40, [fm.Dense(256, "relu"), fm.Dense(256, "relu"), fm.Dense(10)])._layout
+    plan = thread_plan(lay.layer_int, 32, 2)
+    assert list(plan[2]) == [SPLIT_ONE, SPLIT_ONE, SPLIT_LAST]
+    assert SPLIT_LAST not in plan[:2]
+    small = thread_plan(fm.MLP(8, [fm.Dense(8, "relu"), fm.Dense(3)])._layout.layer_int, 4, 2)
+    assert [list(row) for row in small] == [[SPLIT_ONE] * 3, [SPLIT_ONE, SPLIT_ONE, SPLIT_LAST]]
 
 
 @pytest.mark.parametrize("n, parts, align", [(10, 3, 1), (100, 2, 16), (7, 4, 8), (0, 2, 4)])

@@ -114,7 +114,9 @@ def thread_plan(layer_int, batch_size, threads):
     """(L, 3) split codes (forward product, dW, dh) of every layer for ``threads`` threads on
     batches of ``batch_size`` rows.
 
-    A product of fewer than MIN_SPLIT_MACS multiply-adds stays on one thread. Otherwise the
+    A product of fewer than MIN_SPLIT_MACS multiply-adds stays on one thread: the first part's
+    for the forward product and dW, the last part's for dh (so a small layer's two backward
+    products run side by side). Otherwise the
     forward product is cut into blocks of units (batchnorm needs whole columns; so does a layer
     whose units are too few to share, which is cut into rows instead), dW = hᵀ·dpre along its
     longer side, and dh = dpre·Wᵀ into blocks of the previous layer's units (whole columns for its
@@ -132,6 +134,8 @@ def thread_plan(layer_int, batch_size, threads):
         width = units * int(layer_int[l, net.L_PIECES])
         macs = m * fan_in * width
         if macs < MIN_SPLIT_MACS:
+            if l > 0:
+                plan[l, 2] = net.SPLIT_LAST
             continue
         if units >= wide_cols:
             plan[l, 0] = net.SPLIT_COLS

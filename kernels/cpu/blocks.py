@@ -5,7 +5,7 @@ multiples of ``align``; ``split_block`` applies a layer's split code to a (rows,
 """
 
 from ..config import COL_ALIGN, JIT_INTERNAL, ROW_ALIGN
-from ..contract import SPLIT_COLS, SPLIT_ONE, SPLIT_ROWS
+from ..contract import SPLIT_COLS, SPLIT_LAST, SPLIT_ONE, SPLIT_ROWS
 from ..jit import njit
 
 
@@ -23,8 +23,10 @@ def part(n, parts, index, align):
 def split_block(split, rows, cols, parts, index):
     """(r0, r1, c0, c1): part ``index`` of ``parts``'s block of a (rows, cols) result under the
     split code (SPLIT_ROWS cuts rows in multiples of ROW_ALIGN, SPLIT_COLS cuts columns in
-    multiples of COL_ALIGN, SPLIT_ONE gives everything to part 0)."""
-    if parts == 1 or (split == SPLIT_ONE and index == 0):
+    multiples of COL_ALIGN, SPLIT_ONE gives everything to part 0 and SPLIT_LAST to the last
+    part)."""
+    if (parts == 1 or (split == SPLIT_ONE and index == 0)
+            or (split == SPLIT_LAST and index == parts - 1)):
         return 0, rows, 0, cols
     if split == SPLIT_ROWS:
         r0, r1 = part(rows, parts, index, ROW_ALIGN)
