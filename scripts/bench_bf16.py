@@ -357,23 +357,21 @@ def fmt_load(load):
 
 # ------------------------------------------------------------------------------ main
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        description="GFLOP/s of the bfloat16 matrix products (oneDNN) against float32 (OpenBLAS) "
-                    "on a training step's products, on 1 and 2 threads, and the rounding pass's "
-                    "GB/s; prints a markdown report.",
-        epilog="Configurations: " + "; ".join(f"{k} = {'-'.join(map(str, s))}, batch {b}"
-                                               for k, (s, b) in CONFIGS.items()) + ".")
+def add_product_options(parser, default_configs, quick_configs, min_time):
+    """The options this script and ``bench_products.py`` share (``resolve_product_options``
+    fills in their defaults): configurations, samples, thread counts, outputs."""
     parser.add_argument("--quick", action="store_true",
-                        help="fast smoke run: medium configuration (unless --configs is given), "
+                        help=f"fast smoke run: {quick_configs} (unless --configs is given), "
                              "2 repeats, short samples")
     parser.add_argument("--configs", default=None,
                         help="comma-separated names (small, medium, large) or SIZES:BATCH specs "
-                             "like 784-512-512-10:128 (default: large,medium; medium with --quick)")
+                             f"like 784-512-512-10:128 (default: {default_configs}; "
+                             f"{quick_configs} with --quick)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="samples per figure (default 7; 2 quick)")
     parser.add_argument("--min-time", type=float, default=None,
-                        help="seconds one sample lasts at least (default 0.2; 0.01 quick)")
+                        help=f"seconds one sample lasts at least (default {min_time:g}; "
+                             "0.01 quick)")
     parser.add_argument("--threads", default="1,2",
                         help="thread counts to time, from 1 and 2 (default 1,2)")
     parser.add_argument("--output", metavar="FILE.md", help="also write the report here")
@@ -383,13 +381,15 @@ def build_parser():
     return parser
 
 
-def resolve(args):
+def resolve_product_options(args, default_configs, quick_configs, min_time):
+    """``args`` with the defaults of :func:`add_product_options` filled in and
+    ``args.thread_counts`` parsed; a bad value exits with a message."""
     if args.repeats is None:
         args.repeats = 2 if args.quick else 7
     if args.min_time is None:
-        args.min_time = 0.01 if args.quick else 0.2
+        args.min_time = 0.01 if args.quick else min_time
     if args.configs is None:
-        args.configs = "medium" if args.quick else "large,medium"
+        args.configs = quick_configs if args.quick else default_configs
     try:
         args.thread_counts = sorted({int(t) for t in args.threads.split(",") if t.strip()})
     except ValueError:
@@ -401,13 +401,31 @@ def resolve(args):
     return args
 
 
+def restart_without_blas_overrides(args, script, argv):
+    """Start ``script`` again without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (the BLAS reads them
+    when it loads) unless ``--keep-blas-env`` or neither is set."""
+    if not args.keep_blas_env and any(name in os.environ for name in BLAS_OVERRIDES):
+        env = {k: v for k, v in os.environ.items() if k not in BLAS_OVERRIDES}
+        os.execve(sys.executable, [sys.executable, os.path.abspath(script), *argv], env)
+
+
+DEFAULTS = ("large,medium", "medium", 0.2)  # default configurations, with --quick, --min-time
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="GFLOP/s of the bfloat16 matrix products (oneDNN) against float32 (OpenBLAS) "
+                    "on a training step's products, on 1 and 2 threads, and the rounding pass's "
+                    "GB/s; prints a markdown report.",
+        epilog="Configurations: " + "; ".join(f"{k} = {'-'.join(map(str, s))}, batch {b}"
+                                               for k, (s, b) in CONFIGS.items()) + ".")
+    return add_product_options(parser, *DEFAULTS)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = resolve(build_parser().parse_args(argv))
-    if not args.keep_blas_env and any(name in os.environ for name in BLAS_OVERRIDES):
-        # the BLAS reads them when it loads: start again without them
-        env = {k: v for k, v in os.environ.items() if k not in BLAS_OVERRIDES}
-        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv], env)
+    args = resolve_product_options(build_parser().parse_args(argv), *DEFAULTS)
+    restart_without_blas_overrides(args, __file__, argv)
     configs = parse_configs(args.configs)  # bench_compare's names: small, medium, large
 
     from fastmlp.kernels.cpu.bf16 import bf16_support

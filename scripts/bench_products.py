@@ -27,17 +27,19 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_bf16 import (  # noqa: E402
     TRANSPOSES,
+    add_product_options,
     block,
     figure,
     fmt_load,
     halves,
     interleaved_samples,
     operands,
+    resolve_product_options,
+    restart_without_blas_overrides,
     split,
     step_products,
 )
 from bench_compare import (  # noqa: E402
-    BLAS_OVERRIDES,
     RECIPE,
     cpu_model,
     load_average,
@@ -158,55 +160,21 @@ def render(results, args, started, load_start, load_end, wall_s):
     return "\n".join(lines)
 
 
+DEFAULTS = (DEFAULT_CONFIGS, "small", 0.1)  # default configurations, with --quick, --min-time
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         description="µs of a training step's float32 products through OpenBLAS and through the "
                     "register tiles, on 1 and 2 threads, and which path each layer takes; prints "
                     "a markdown report.")
-    parser.add_argument("--quick", action="store_true",
-                        help="fast smoke run: small configuration (unless --configs is given), "
-                             "2 repeats, short samples")
-    parser.add_argument("--configs", default=None,
-                        help="comma-separated names (small, medium, large) or SIZES:BATCH specs "
-                             f"(default: {DEFAULT_CONFIGS}; small with --quick)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="samples per figure (default 7; 2 quick)")
-    parser.add_argument("--min-time", type=float, default=None,
-                        help="seconds one sample lasts at least (default 0.1; 0.01 quick)")
-    parser.add_argument("--threads", default="1,2",
-                        help="thread counts to time, from 1 and 2 (default 1,2)")
-    parser.add_argument("--output", metavar="FILE.md", help="also write the report here")
-    parser.add_argument("--json", metavar="FILE.json", help="also write the raw samples here")
-    parser.add_argument("--keep-blas-env", action="store_true",
-                        help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (default: removed)")
-    return parser
-
-
-def resolve(args):
-    if args.repeats is None:
-        args.repeats = 2 if args.quick else 7
-    if args.min_time is None:
-        args.min_time = 0.01 if args.quick else 0.1
-    if args.configs is None:
-        args.configs = "small" if args.quick else DEFAULT_CONFIGS
-    try:
-        args.thread_counts = sorted({int(t) for t in args.threads.split(",") if t.strip()})
-    except ValueError:
-        raise SystemExit("--threads takes a comma-separated list of 1 and 2") from None
-    if not args.thread_counts or not set(args.thread_counts) <= {1, 2}:
-        raise SystemExit("--threads takes a comma-separated list of 1 and 2")
-    if args.repeats < 1 or args.min_time <= 0:
-        raise SystemExit("--repeats must be >= 1 and --min-time > 0")
-    return args
+    return add_product_options(parser, *DEFAULTS)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = resolve(build_parser().parse_args(argv))
-    if not args.keep_blas_env and any(name in os.environ for name in BLAS_OVERRIDES):
-        # the BLAS reads them when it loads: start again without them
-        env = {k: v for k, v in os.environ.items() if k not in BLAS_OVERRIDES}
-        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv], env)
+    args = resolve_product_options(build_parser().parse_args(argv), *DEFAULTS)
+    restart_without_blas_overrides(args, __file__, argv)
     configs = parse_configs(args.configs)
     started = datetime.datetime.now(datetime.timezone.utc)
     load_start, began = load_average(), time.perf_counter()

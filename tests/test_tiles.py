@@ -80,14 +80,8 @@ def test_nan_and_inf_reach_the_outputs_that_read_them_and_no_others(form):
     m, n, k = 9, 70, 37
     A, B, _ = _operands(rng, form, m, n, k)
     trans_a, trans_b = FORMS[form]
-    if trans_a:
-        A[5, 2] = np.nan      # op(A)[2, 5]: row 2 of C
-    else:
-        A[2, 5] = np.nan
-    if trans_b:
-        B[40, 11] = np.inf    # op(B)[11, 40]: column 40 of C
-    else:
-        B[11, 40] = np.inf
+    A[(5, 2) if trans_a else (2, 5)] = np.nan       # op(A)[2, 5]: row 2 of C
+    B[(40, 11) if trans_b else (11, 40)] = np.inf   # op(B)[11, 40]: column 40 of C
     C = np.zeros((m, n), np.float32)
     _product(C, A, B, trans_a, trans_b, False)
     bad = ~np.isfinite(C)

@@ -1,8 +1,8 @@
 """Dense (fully connected) layer with the activation fused around the matrix products.
 
 Shapes: x (B, I), W (I, F), b (F,), pre (B, F), out (B, U) where F = U for ordinary activations and
-F = U·k for maxout with k pieces. Matrix products go through BLAS (:func:`.blas.gemm`), or for the
-layers :func:`.tiles.suits_tiles` picks by W's shape through register tiles; the bias,
+F = U·k for maxout with k pieces. Matrix products go through BLAS (:func:`.blas.gemm`) or, for
+the layers :func:`.tiles.suits_tiles` picks by the shape of W, the register tiles; the bias,
 the activation and its derivative are applied in the same pass over the product. The ``*_block``
 products compute one rectangle of their result, so threads can share a product without copies.
 
