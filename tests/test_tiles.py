@@ -186,3 +186,14 @@ def test_eight_lane_tiles_of_a_cpu_without_avx512(tmp_path):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["ok"]
+
+
+def test_predictions_of_some_rows_equal_those_rows_of_all_predictions():
+    """Every layer on tiles: a row's output does not depend on the rows beside it."""
+    side = TILE_MIN_UNITS
+    model = fm.MLP(side, [fm.Dense(side, "relu"), fm.Dense(side)], seed=5)
+    assert _suits(model.params["0.W"]) and _suits(model.params["1.W"])
+    X = np.random.default_rng(6).standard_normal((37, side)).astype(np.float32)
+    whole = model.forward(X)
+    for rows in (slice(0, 7), slice(5, 6), slice(9, 37)):
+        assert model.forward(X[rows]).tobytes() == whole[rows].tobytes()
