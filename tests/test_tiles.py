@@ -121,10 +121,14 @@ def test_which_layers_take_the_tiles():
     assert not _suits(np.zeros((side, side), np.float64))
 
 
-def _tiled_model(dtype):
-    layers = [fm.Dense(TILE_MIN_UNITS, "relu"), fm.Dense(TILE_MIN_UNITS + 16, "tanh"),
-              fm.Dense(5)]
-    return fm.MLP(TILE_MIN_UNITS + 3, layers, dtype=dtype, seed=4)
+def _tiled_model(dtype, variant):
+    side = TILE_MIN_UNITS
+    if variant == "plain":
+        layers = [fm.Dense(side, "relu"), fm.Dense(side + 16, "tanh"), fm.Dense(5)]
+    else:  # maxout (a 2·side-wide product), batchnorm and dropout around the tiled products
+        layers = [fm.Dense(side, "maxout", pieces=2, batchnorm=True),
+                  fm.Dense(side + 16, "gelu", batchnorm=True, dropout=0.2), fm.Dense(5)]
+    return fm.MLP(side + 3, layers, dtype=dtype, seed=4)
 
 
 def _gradient(model, X, y, parts, members):
@@ -138,10 +142,11 @@ def _gradient(model, X, y, parts, members):
     return loss, grads
 
 
-def test_a_network_on_tiles_matches_float64_and_any_team():
+@pytest.mark.parametrize("variant", ("plain", "maxout-batchnorm-dropout"))
+def test_a_network_on_tiles_matches_float64_and_any_team(variant):
     """A float32 network whose middle layer takes the tiles: its gradient matches the float64
     network's to float32 rounding, and is bitwise the same on 1 and 2 threads."""
-    model32, model64 = _tiled_model("float32"), _tiled_model("float64")
+    model32, model64 = _tiled_model("float32", variant), _tiled_model("float64", variant)
     assert _suits(model32.params["1.W"]) and not _suits(model64.params["1.W"])
     rng = np.random.default_rng(2)
     X = rng.standard_normal((37, TILE_MIN_UNITS + 3))
