@@ -101,6 +101,15 @@ def halves(n, align):
     return (0, mid), (mid, n)
 
 
+def thread_blocks(kind, m, n, k, threads):
+    """(cut, [(lo, hi)] per thread) of a product's (m, n) result on 1 or 2 threads: the engine's
+    cut (``split``), or None and one whole block."""
+    cut = split(kind, m, n, k) if threads == 2 else None
+    if cut is None:
+        return None, [(0, 0)]
+    return cut, halves(m, ROW_ALIGN) if cut == "rows" else halves(n, COL_ALIGN)
+
+
 def operands(kind, m, k, n, dtype, rng):
     """(A, B) of the product in the layouts the layer keeps them: fwd A = x (m, k), B = W (k, n);
     dW A = x (k, m), B = dY (k, n); dX A = dY (m, k), B = W (n, k)."""
@@ -127,17 +136,26 @@ TRANSPOSES = {"fwd": (False, False), "dW": (True, False), "dX": (False, True)}
 
 # ------------------------------------------------------------------------------ compiled loops
 
-def compile_loops():
-    """The timed loops: count back-to-back calls of each kernel, compiled without the GIL."""
+def blas_loop():
+    """loop(C, A, B, trans_a, trans_b, count): count back-to-back float32 products through the
+    kernels' BLAS (``kernels.cpu.blas.gemm``), compiled without the GIL."""
     import numba
 
-    from fastmlp.kernels.cpu.bf16 import gemm_bf16, round_to_bf16_block
     from fastmlp.kernels.cpu.blas import gemm
 
     @numba.njit(nogil=True)
     def loop_f32(C, A, B, trans_a, trans_b, count):
         for _ in range(count):
             gemm(C, A, B, trans_a, trans_b, False)
+
+    return loop_f32
+
+
+def compile_loops():
+    """The timed loops: count back-to-back calls of each kernel, compiled without the GIL."""
+    import numba
+
+    from fastmlp.kernels.cpu.bf16 import gemm_bf16, round_to_bf16_block
 
     @numba.njit(nogil=True)
     def loop_bf16(C, A, B, trans_a, trans_b, count):
@@ -151,7 +169,7 @@ def compile_loops():
         for _ in range(count):
             round_to_bf16_block(out, x, r0, r1, 0, x.shape[1])
 
-    return loop_f32, loop_bf16, loop_round
+    return blas_loop(), loop_bf16, loop_round
 
 
 def timed(calls, count):
@@ -227,11 +245,7 @@ def measure_config(sizes, batch, thread_counts, repeats, min_time, loops):
         ta, tb = TRANSPOSES[kind]
         row = {"name": name, "kind": kind, "m": m, "k": k, "n": n, "flops": 2.0 * m * n * k}
         for threads in thread_counts:
-            cut = split(kind, m, n, k) if threads == 2 else None
-            if cut is None:
-                pieces = [(0, 0)]
-            else:
-                pieces = halves(m, ROW_ALIGN) if cut == "rows" else halves(n, COL_ALIGN)
+            cut, pieces = thread_blocks(kind, m, n, k, threads)
             f32_calls, bf16_calls = [], []
             for lo, hi in pieces:
                 c, a, b = block(kind, C32, A, B, cut, lo, hi)

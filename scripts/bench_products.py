@@ -28,16 +28,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_bf16 import (  # noqa: E402
     TRANSPOSES,
     add_product_options,
+    blas_loop,
     block,
     figure,
     fmt_load,
-    halves,
     interleaved_samples,
     operands,
     resolve_product_options,
     restart_without_blas_overrides,
-    split,
     step_products,
+    thread_blocks,
 )
 from bench_compare import (  # noqa: E402
     RECIPE,
@@ -48,8 +48,6 @@ from bench_compare import (  # noqa: E402
     write_outputs,
 )
 
-from fastmlp.kernels.config import COL_ALIGN, ROW_ALIGN  # noqa: E402
-
 PATHS = ("blas", "tiles")
 DEFAULT_CONFIGS = f"small,{'-'.join(map(str, RECIPE['sizes']))}:{RECIPE['batch']},medium"
 
@@ -58,13 +56,7 @@ def compile_loops():
     """{path: loop(C, A, B, trans_a, trans_b, count)} and the layer's choice, compiled."""
     import numba
 
-    from fastmlp.kernels.cpu.blas import gemm
     from fastmlp.kernels.cpu.tiles import suits_tiles, tiled_gemm
-
-    @numba.njit(nogil=True)
-    def loop_blas(C, A, B, trans_a, trans_b, count):
-        for _ in range(count):
-            gemm(C, A, B, trans_a, trans_b, False)
 
     @numba.njit(nogil=True)
     def loop_tiles(C, A, B, trans_a, trans_b, count):
@@ -75,7 +67,7 @@ def compile_loops():
     def layer_takes_tiles(W):
         return suits_tiles(W)
 
-    return {"blas": loop_blas, "tiles": loop_tiles}, layer_takes_tiles
+    return {"blas": blas_loop(), "tiles": loop_tiles}, layer_takes_tiles
 
 
 def measure_config(sizes, batch, thread_counts, repeats, min_time, loops, layer_takes_tiles):
@@ -94,11 +86,7 @@ def measure_config(sizes, batch, thread_counts, repeats, min_time, loops, layer_
                else "blas"}
         outputs = {path: np.empty((m, n), np.float32) for path in PATHS}
         for threads in thread_counts:
-            cut = split(kind, m, n, k) if threads == 2 else None
-            if cut is None:
-                pieces = [(0, 0)]
-            else:
-                pieces = halves(m, ROW_ALIGN) if cut == "rows" else halves(n, COL_ALIGN)
+            cut, pieces = thread_blocks(kind, m, n, k, threads)
             call_sets = {}
             for path in PATHS:
                 calls = []

@@ -29,6 +29,7 @@ from numba.extending import intrinsic
 
 from ..config import JIT_INTERNAL, TILE_MAX_WEIGHTS, TILE_MIN_UNITS
 from ..jit import njit
+from .blas import leading_dimension
 
 LANES = 16 if llvm.get_host_cpu_features().get("avx512f", False) else 8
 TILE_ROWS = 4
@@ -285,18 +286,11 @@ def _dot_tile(typingctx, C, c_off, ldc, rows, cols, A, a_off, lda, B, b_off, ldb
 
 
 @njit(**JIT_INTERNAL)
-def _leading(X):
-    if X.shape[0] > 1:
-        return X.strides[0] // X.itemsize
-    return max(X.shape[1], 1)
-
-
-@njit(**JIT_INTERNAL)
 def _outer_tiles(C, A, B, trans_a, accumulate):
     """C (+)= op(A)·B by outer-product tiles; op(A) = Aᵀ when ``trans_a``."""
     m, n = C.shape
     k = B.shape[0]
-    ldc, lda, ldb = _leading(C), _leading(A), _leading(B)
+    ldc, lda, ldb = leading_dimension(C), leading_dimension(A), leading_dimension(B)
     a_rs, a_cs = (1, lda) if trans_a else (lda, 1)
     for i0 in range(0, m, TILE_ROWS):
         rows = min(TILE_ROWS, m - i0)
@@ -323,7 +317,7 @@ def _dot_tiles(C, A, B, accumulate):
     """C (+)= A·Bᵀ by dot-product tiles. A (m, k), B (n, k)."""
     m, n = C.shape
     k = A.shape[1]
-    ldc, lda, ldb = _leading(C), _leading(A), _leading(B)
+    ldc, lda, ldb = leading_dimension(C), leading_dimension(A), leading_dimension(B)
     for i0 in range(0, m, TILE_ROWS):
         rows = min(TILE_ROWS, m - i0)
         for j0 in range(0, n, TILE_ROWS):
