@@ -5,6 +5,7 @@ part, and the block product matches NumPy on sub-blocks of larger arrays."""
 import cpu_calls
 import numpy as np
 import pytest
+import reference
 from numpy.testing import assert_allclose
 
 import fastmlp as fm
@@ -60,6 +61,19 @@ def test_every_split_gives_the_single_thread_gradient(case, loss):
             assert_allclose(got[0], reference[0], rtol=1e-12)
             assert_allclose(got[1], reference[1], rtol=1e-11, atol=1e-13)
             assert_allclose(got[2], reference[2], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("threads", (1, 2, 3))
+def test_output_layer_forward_inside_the_loss_phase_matches_numpy(threads):
+    """In training the output layer's forward runs inside the loss phase, each part on its own
+    rows; with dropout on the output layer too, the loss equals NumPy's on every team size."""
+    model = fm.MLP(33, [fm.Dense(40, "tanh", dropout=0.2), fm.Dense(6, "relu", dropout=0.3)],
+                   dtype="float64", seed=0)
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((37, 33)), rng.integers(0, 6, 37)
+    _, expected, _ = reference.network(model, X, y, training=True, step=3, l1=0.01, l2=0.02)
+    loss, _, _ = _gradient(model, X, y.astype(np.int64), np.zeros((0, 6)), 0, SPLIT_ONE, threads)
+    assert_allclose(loss, expected, rtol=1e-12)
 
 
 def test_threaded_epoch_matches_one_thread():

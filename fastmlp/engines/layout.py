@@ -120,7 +120,8 @@ def thread_plan(layer_int, batch_size, threads):
     forward product is cut into blocks of units (batchnorm needs whole columns; so does a layer
     whose units are too few to share, which is cut into rows instead), dW = hᵀ·dpre along its
     longer side, and dh = dpre·Wᵀ into blocks of the previous layer's units (whole columns for its
-    batchnorm), or of rows when the product's inner size is small.
+    batchnorm), or of rows when the product's inner size is small. (In training the last layer's
+    forward, unless it has batchnorm, runs in the loss phase on each part's rows instead.)
     """
     n_layers = layer_int.shape[0]
     plan = np.full((n_layers, 3), net.SPLIT_ONE, dtype=np.int64)

@@ -26,7 +26,8 @@ part t computes its block of the phase's outputs, calling the BLAS on that block
 
 - forward of layer l: a block of units (all rows) or of rows (all units) of pre = h·W + b, then
   the bias, batchnorm (columns are independent), activation and dropout of that block;
-- loss: a block of rows (their loss terms, output gradient and the last layer's local backward);
+- loss: a block of rows (their loss terms, output gradient and the last layer's local backward),
+  in training after the last layer's forward on the same rows unless that layer has batchnorm;
 - backward of layer l: a block of dW = hᵀ·dpre (rows or columns), a block of columns of db (and
   the gradient norm of both), and a block of dh = dpre·Wᵀ followed by layer l-1's dropout,
   activation and batchnorm backward on that block, which gives the next region its dpre.
@@ -226,6 +227,16 @@ def forward_layer_part(t, parts, l, h, net, ws_off, ws, half, training, update_s
     if r1 > r0 and u1 > u0:
         forward_layer_block(l, h, net, ws_off, ws, half, training, update_stats, seed, step, r0,
                             r1, u0, u1)
+
+
+@njit(inline="always", **JIT)
+def forward_layer_rows_part(t, parts, l, h, net, ws_off, ws, half, training, seed, step):
+    """Thread t's rows (the rows of its part of the loss, :func:`loss_part`) of the forward of
+    layer l without batchnorm, every unit; the loss phase runs it for the last layer."""
+    r0, r1 = part(h.shape[0], parts, t, ROW_ALIGN)
+    if r1 > r0:
+        forward_layer_block(l, h, net, ws_off, ws, half, training, False, seed, step, r0, r1, 0,
+                            net.layer_int[l, L_UNITS])
 
 
 @njit(inline="always", **JIT)

@@ -8,6 +8,8 @@ A call is a sequence of phases, each cut into ``Run.parts`` parts (see :mod:`.ne
 - ``FORWARD`` (layer l): blocks of layer l's forward, in training mode;
 - ``FORWARD_ROWS``: blocks of rows through every layer, in evaluation mode;
 - ``LOSS``: blocks of rows of the loss, the output gradient and the last layer's local backward;
+  for ``layer`` ≥ 0 (the last layer, without batchnorm, in training mode) each part first runs
+  that layer's forward on its own rows, so the output layer needs no phase of its own;
 - ``LAST_BATCHNORM``: blocks of units of a last layer with batchnorm, backward;
 - ``BACKWARD`` (layer l): blocks of dW, db and dh of layer l;
 - ``UPDATE``: blocks of parameters through the optimizer (rounded to bfloat16 as they are
@@ -51,6 +53,7 @@ from .blocks import part
 from .network import (
     backward_layer_part,
     forward_layer_part,
+    forward_layer_rows_part,
     forward_rows_part,
     is_mixed,
     last_batchnorm_part,
@@ -126,6 +129,12 @@ def do_part(kind, index, parts, layer, k, net, data, work, opt, run):
     elif kind == FORWARD_ROWS:
         forward_rows_part(index, parts, X, net, ws_off, work.ws, work.half)
     elif kind == LOSS:
+        if layer >= 0:
+            forward_layer_rows_part(index, parts, layer,
+                                    layer_output(X, work.ws, ws_off, net.layer_int, layer - 1, n,
+                                                 True),
+                                    net, ws_off, work.ws, work.half, True, run.seed,
+                                    run.first_step + k)
         loss_part(index, parts, labels, targets, data.loss_code, net, work.grads, ws_off, work.ws,
                   work.half, n, run.training, run.count, work.partials)
     elif kind == LAST_BATCHNORM:

@@ -94,20 +94,24 @@ def _gradient_of(k, task, net, data, work, opt, run):
     backward phases. Returns the mean loss + penalty (0 for TASK_FORWARD)."""
     work.partials[:] = 0.0
     n_layers = net.layer_int.shape[0]
+    last = n_layers - 1
+    # in training the last layer's forward runs inside the loss phase, on each part's own rows
+    # (batchnorm needs every row, so a last layer with batchnorm keeps its own phase)
+    fused = run.training and task != TASK_FORWARD and not net.layer_int[last, L_BN]
     forward_kind = FORWARD if run.training else FORWARD_ROWS
-    for l in range(n_layers if run.training else 1):
+    for l in range((last if fused else n_layers) if run.training else 1):
         run_phase(forward_kind, l, k, net, data, work, opt, run)
     if task == TASK_FORWARD:
         return 0.0
-    run_phase(LOSS, 0, k, net, data, work, opt, run)
+    run_phase(LOSS, last if fused else -1, k, net, data, work, opt, run)
     if task != TASK_LOSS:
-        if net.layer_int[n_layers - 1, L_BN]:
+        if net.layer_int[last, L_BN]:
             run_phase(LAST_BATCHNORM, 0, k, net, data, work, opt, run)
-        for l in range(n_layers - 1, -1, -1):
+        for l in range(last, -1, -1):
             run_phase(BACKWARD, l, k, net, data, work, opt, run)
     loss, penalty = part_losses(work, run.parts)
     rows = batch_inputs(data, work, run, k)[0].shape[0]
-    units = net.layer_int[n_layers - 1, L_UNITS]
+    units = net.layer_int[last, L_UNITS]
     if task == TASK_LOSS:
         penalty = network_penalty(net.params, net.layer_int, run.l1, run.l2)
     return loss / loss_denominator(data.loss_code, rows, units) + penalty
