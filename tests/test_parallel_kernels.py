@@ -50,7 +50,7 @@ def test_every_split_gives_the_single_thread_gradient(case, loss):
         labels, targets, code = rng.integers(0, 5, n).astype(np.int64), np.zeros((0, 5)), 0
     else:
         labels, targets, code = np.zeros(0, np.int64), rng.standard_normal((n, 3)), 3
-    reference = _gradient(model, X, labels, targets, code, SPLIT_ONE, 1)
+    single = _gradient(model, X, labels, targets, code, SPLIT_ONE, 1)
     batchnorm = case[1]
     for trial in range(6):
         plan = rng.integers(0, SPLIT_LAST + 1, (3, 3))
@@ -58,9 +58,9 @@ def test_every_split_gives_the_single_thread_gradient(case, loss):
             plan[plan == SPLIT_ROWS] = SPLIT_COLS
         for threads in (2, 3, 4):
             got = _gradient(model, X, labels, targets, code, plan, threads)
-            assert_allclose(got[0], reference[0], rtol=1e-12)
-            assert_allclose(got[1], reference[1], rtol=1e-11, atol=1e-13)
-            assert_allclose(got[2], reference[2], rtol=1e-12, atol=1e-14)
+            assert_allclose(got[0], single[0], rtol=1e-12)
+            assert_allclose(got[1], single[1], rtol=1e-11, atol=1e-13)
+            assert_allclose(got[2], single[2], rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("threads", (1, 2, 3))

@@ -130,11 +130,9 @@ def do_part(kind, index, parts, layer, k, net, data, work, opt, run):
         forward_rows_part(index, parts, X, net, ws_off, work.ws, work.half)
     elif kind == LOSS:
         if layer >= 0:
-            forward_layer_rows_part(index, parts, layer,
-                                    layer_output(X, work.ws, ws_off, net.layer_int, layer - 1, n,
-                                                 True),
-                                    net, ws_off, work.ws, work.half, True, run.seed,
-                                    run.first_step + k)
+            h = layer_output(X, work.ws, ws_off, net.layer_int, layer - 1, n, True)
+            forward_layer_rows_part(index, parts, layer, h, net, ws_off, work.ws, work.half, True,
+                                    run.seed, run.first_step + k)
         loss_part(index, parts, labels, targets, data.loss_code, net, work.grads, ws_off, work.ws,
                   work.half, n, run.training, run.count, work.partials)
     elif kind == LAST_BATCHNORM:
