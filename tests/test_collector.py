@@ -76,3 +76,15 @@ def test_objects_the_user_froze_stay_frozen():
         assert _in_generation(kept, 2) == 0
     finally:
         gc.unfreeze()
+
+
+def test_making_a_model_again_leaves_young_objects_young():
+    """Only the engine module's first import pauses the collector; a later model's engine is a
+    lookup, so the caller's young objects are not moved to the oldest generation."""
+    import fastmlp as fm
+
+    fm.MLP(4, [fm.Dense(3)])
+    gc.collect()
+    made = [_Node() for _ in range(100)]
+    fm.MLP(4, [fm.Dense(3)])
+    assert _in_generation(made, 2) == 0

@@ -18,9 +18,23 @@ and the product path), ``bf16_support`` (whether the bfloat16 products of ``mixe
 run).
 """
 
+import importlib
+import sys
+
 from .._collector import collector_paused
 
 DEVICES = ("cpu", "cuda")
+
+
+def _engine_module(name):
+    """The engine module ``name`` ("cpu" or "cuda"). The first import runs with the collector
+    paused (its kernel modules make many long-lived objects); later calls only look it up, so
+    making a model never moves the caller's young objects to the oldest generation."""
+    qualified = f"{__name__}.{name}"
+    if qualified not in sys.modules:
+        with collector_paused():
+            importlib.import_module(qualified)
+    return sys.modules[qualified]
 
 
 def engine_for(device, layout, params, buffers, dtype, seed, n_outputs, loss, mixed=False):
@@ -29,9 +43,7 @@ def engine_for(device, layout, params, buffers, dtype, seed, n_outputs, loss, mi
     if device == "cuda":
         if mixed:
             raise ValueError("dtype 'mixed_bfloat16' runs on the CPU only")
-        with collector_paused():  # the kernel modules make many long-lived objects
-            from .cuda import CudaEngine
-        return CudaEngine(layout, params, buffers, dtype, seed, n_outputs, loss)
-    with collector_paused():
-        from .cpu import CpuEngine
-    return CpuEngine(layout, params, buffers, dtype, seed, n_outputs, loss, mixed)
+        return _engine_module("cuda").CudaEngine(layout, params, buffers, dtype, seed, n_outputs,
+                                                 loss)
+    return _engine_module("cpu").CpuEngine(layout, params, buffers, dtype, seed, n_outputs, loss,
+                                           mixed)
