@@ -11,7 +11,8 @@ on floats (numba's CUDA target does not type them), no allocation.
 - optimizer updates of element i: ``sgd_element``, ``adagrad_element``, ``rmsprop_element``,
   ``adam_element``, ``rprop_element``, the dispatch ``update_element`` and ``update_bound``
   (whether an update surely stays finite);
-- loss terms of row i: ``row_logsumexp``, ``loss_row``; accuracy of row i: ``row_correct``;
+- loss terms of row i: ``row_max``, ``row_logsumexp``, ``row_exp_sum``, ``loss_row``; accuracy
+  of row i: ``row_correct``;
 - penalty of one weight: ``penalty_term``;
 - bfloat16 rounding of one float32 (its bits): ``bf16_bits``.
 
@@ -401,18 +402,38 @@ def update_bound(code, c, flag, init_buffer, g, bounds):
 # ---------------------------------------------------------------- losses and accuracy
 
 @numba.njit(**RULE)
-def row_logsumexp(z, i):
-    """(logsumexp z_i, max z_i, Σ_j exp(z_ij - max)) of row i, in float64."""
-    c = z.shape[1]
+def row_max(z, i):
+    """max_j z_ij of row i, in float64."""
     m = -math.inf
-    for j in range(c):
+    for j in range(z.shape[1]):
         v = np.float64(z[i, j])
         if v > m:
             m = v
+    return m
+
+
+@numba.njit(**RULE)
+def row_logsumexp(z, i):
+    """(logsumexp z_i, max z_i, Σ_j exp(z_ij - max)) of row i, in float64."""
+    m = row_max(z, i)
     s = 0.0
-    for j in range(c):
+    for j in range(z.shape[1]):
         s += math.exp(np.float64(z[i, j]) - m)
     return m + math.log(s), m, s
+
+
+@numba.njit(**RULE)
+def row_exp_sum(e, z, i):
+    """(max z_i, s = Σ_j exp(z_ij - max)) of row i in float64, with e_ij = exp(z_ij - max) written
+    into row i of ``e`` (B, C), so that the softmax exp(z_ij - max) / s costs one exp per element.
+    """
+    m = row_max(z, i)
+    s = 0.0
+    for j in range(z.shape[1]):
+        v = math.exp(np.float64(z[i, j]) - m)
+        s += v
+        e[i, j] = v
+    return m, s
 
 
 @numba.njit(**RULE)
@@ -426,16 +447,24 @@ def loss_row(dz, z, labels, targets, code, i, n):
         mse               Σ_c (z - t)²                       dz = 2 (z - t) / (n C)
         hinge             Σ_{c≠y} max(0, z_c - z_y + 1)      dz = [margin > 0] / n, -count / n at y
 
-    The mean loss is Σ of the terms over n (n·C for mse).
+    The mean loss is Σ of the terms over n (n·C for mse). For cross_entropy, dz's row first holds
+    e_j = exp(z_ij - max) (one exp per element), then e_j / (s·n) - [j = y] / n with s = Σ_j e_j;
+    dz may be z itself.
     """
     c = z.shape[1]
     total = 0.0
     if code == CROSS_ENTROPY:
-        lse, m, s = row_logsumexp(z, i)
         y = labels[i]
-        total = (m - np.float64(z[i, y])) + math.log(s)
+        zy = np.float64(z[i, y])  # read before dz's row is written: dz may be z itself
+        m, s = row_exp_sum(dz, z, i)
+        total = (m - zy) + math.log(s)
+        # the label's term in float64 from its exp: when the label holds the row's max (its exp
+        # exactly 1) and the softmax is near 1, rounding before the subtraction would cancel
+        ey = np.float64(dz[i, y])
+        inverse = 1.0 / (s * n)
         for j in range(c):
-            dz[i, j] = (math.exp(np.float64(z[i, j]) - m) / s - (1.0 if j == y else 0.0)) / n
+            dz[i, j] = np.float64(dz[i, j]) * inverse
+        dz[i, y] = ey * inverse - 1.0 / n
     elif code == CROSS_ENTROPY_PROBS:
         lse, m, s = row_logsumexp(z, i)
         tsum = 0.0

@@ -316,3 +316,30 @@ def test_cross_entropy_keeps_log_sum_for_huge_equal_logits(scale):
     value, dz = run(cross_entropy_forward_backward, z, np.array([2], dtype=np.int64))
     assert_allclose(dz, [[1 / 3, 1 / 3, -2 / 3]], rtol=1e-15)
     assert value == pytest.approx(np.log(3.0), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_gradient_may_overwrite_the_logits(name, dtype):
+    """dz and z may be one array: every loss reads what it needs of a row before writing it."""
+    kernel, _, kind = KERNELS[name]
+    z, y = make(kind, dtype, seed=6)
+    expected_value, expected_dz = run(kernel, z, y)
+    shared = z.copy()
+    value = kernel(shared, shared, y)
+    assert value == expected_value
+    assert_array_equal(shared, expected_dz)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_gradient_of_a_confident_right_label_keeps_its_digits(dtype):
+    """softmax near 1 at the label: its gradient (p - 1) / B is small and must not be the
+    difference of two rounded numbers near 1 / B."""
+    z = np.full((2, C), -14.0, dtype=dtype)
+    z[:, 1] = 0.0
+    z[1, 2] = -30.0
+    labels = np.array([1, 1], dtype=np.int64)
+    value, dz = run(cross_entropy_forward_backward, z, labels)
+    want_value, want_dz = ref_cross_entropy(f64(z), labels)
+    assert value == pytest.approx(want_value, **value_tolerance(dtype))
+    assert_allclose(dz, want_dz, rtol=grad_tolerance(dtype)["rtol"], atol=0)  # relative, each
