@@ -33,6 +33,13 @@ TILE_MIN_UNITS = 128
 TILE_MAX_WEIGHTS = 1 << 18
 
 # Kernels that only other kernels call: no CPython wrapper is generated for them (unboxing records
-# of a dozen arrays is a lot of code), which shortens the first compilation noticeably.
-JIT_INTERNAL = dict(JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-JIT_REDUCTION_INTERNAL = dict(JIT_REDUCTION, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+# of a dozen arrays is a lot of code), which shortens the first compilation noticeably. Nor do they
+# count references (``_nrt=False``, which the kernels they call inherit): every view of a
+# workspace would otherwise cost two atomic operations on a counter that both threads of a team
+# share (about 7% of a MNIST-1D recipe run's CPU time). So they must not allocate (Numba
+# refuses it) nor return an array (Numba refuses one they made; tests/test_kernel_references.py
+# checks that none returns one it was given). A kernel that allocates uses JIT_INTERNAL_ALLOCATING.
+JIT_INTERNAL = dict(JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
+JIT_REDUCTION_INTERNAL = dict(JIT_REDUCTION, no_cpython_wrapper=True, no_cfunc_wrapper=True,
+                              _nrt=False)
+JIT_INTERNAL_ALLOCATING = dict(JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=True)

@@ -115,7 +115,7 @@ def _vec(flat, offset, size):
     return flat[offset:offset + size]
 
 
-@njit(**JIT_INTERNAL)
+@njit(inline="always", **JIT)
 def layer_output(X, ws, ws_off, layer_int, l, n, training):
     """The (n, U) output of layer l (the input X for l = -1) left by the latest forward pass."""
     if l < 0:
@@ -130,7 +130,7 @@ def is_mixed(half):
     return half.params.shape[0] != 0
 
 
-@njit(**JIT_INTERNAL)
+@njit(inline="always", **JIT)
 def half_output(half, ws_off, layer_int, l, n, training):
     """The bfloat16 bits (n, U) of :func:`layer_output` (the batch's input rows for l = -1)."""
     if l < 0:
@@ -149,7 +149,7 @@ def product_bf16(C, A, B, trans_a, trans_b):
                 C[i, j] = math.nan
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def network_output(ws, ws_off, layer_int, n, training):
     """The (n, C) output of the last layer left in ws by the latest forward pass."""
     return layer_output(ws[:0].reshape((0, 0)), ws, ws_off, layer_int, layer_int.shape[0] - 1, n,

@@ -31,7 +31,7 @@ import math
 import numba
 import numpy as np
 
-from ..config import COL_ALIGN, JIT, JIT_INTERNAL
+from ..config import COL_ALIGN, JIT, JIT_INTERNAL, JIT_INTERNAL_ALLOCATING
 from ..contract import ADAGRAD, ADAM, P_BAD, P_MAX, RMSPROP, SGD
 from ..jit import njit
 from ..rules import (
@@ -229,7 +229,7 @@ def optimizer_update_part(index, parts, params, grads, scale, code, s0, s1, s2, 
 CHECK_CHUNK = 256  # elements of a block copied at a time by optimizer_check_part
 
 
-@njit(**JIT_INTERNAL)
+@njit(**JIT_INTERNAL_ALLOCATING)
 def optimizer_check_part(index, parts, params, grads, scale, code, s0, s1, s2, c, flag,
                          init_buffer, partials):
     """Part ``index`` of ``parts`` of the check of one update of (P,) arrays: the update of
