@@ -7,6 +7,8 @@ division by zero give inf/NaN as NumPy does instead of a per-division check that
 vectorization (values are validated on the host before any kernel runs).
 """
 
+import llvmlite.binding as llvm
+
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 # Reductions whose order does not matter (a gradient norm, a finiteness check) may be reassociated
@@ -27,10 +29,13 @@ MIN_SPLIT_MACS = 1 << 17
 # The products of a float32 layer whose weight matrix has both sides at least TILE_MIN_UNITS and
 # at most TILE_MAX_WEIGHTS elements go through the register tiles of kernels/cpu/tiles.py instead
 # of BLAS (there OpenBLAS packs its operands for longer than the product takes; beyond it the
-# tiles, which do not block for the caches, fall behind). Measured on a 2-core AMD EPYC Zen 5
-# with SciPy's OpenBLAS 0.3.30: scripts/bench_products.py.
+# tiles, which do not block for the caches, fall behind). Measured with SciPy's OpenBLAS 0.3.30
+# (scripts/bench_products.py): on a 2-core AMD EPYC Zen 5 the tiles win up to 512×512 weights
+# (1.05–1.13× on the products of 784-512-512-10/128), on a 2-core Intel Xeon with AVX-512 up to
+# 256×256 only (1.10–1.16× on 40-256-256-10/32's; 512×512 took 1.12–1.47× OpenBLAS's time). The
+# compiled kernels are cached per CPU model, so each machine keeps its own choice.
 TILE_MIN_UNITS = 128
-TILE_MAX_WEIGHTS = 1 << 18
+TILE_MAX_WEIGHTS = 1 << 18 if llvm.get_host_cpu_name().startswith("znver") else 1 << 17
 
 # Kernels that only other kernels call: no CPython wrapper is generated for them (unboxing records
 # of a dozen arrays is a lot of code), which shortens the first compilation noticeably. Nor do they
