@@ -24,7 +24,7 @@ INTEGER_RESULTS = {"blocks.py:split_block": {"rows", "cols"}, "team.py:relax": {
 
 
 def uncounted_kernels():
-    """(file, function) of every function decorated ``@njit(**JIT_INTERNAL)`` or the reduction
+    """(file name, function node) of every function decorated ``@njit(**JIT_INTERNAL)`` or the reduction
     variant, across the CPU kernels."""
     for path in sorted([*KERNELS.glob("*.py"), *(KERNELS / "cpu").glob("*.py")]):
         tree = ast.parse(path.read_text(), filename=str(path))
@@ -71,13 +71,13 @@ X = rng.standard_normal((96, 12)).astype(np.float32)
 y = rng.integers(0, 4, 96)
 
 def models():
-    yield fm.MLP(12, [fm.Dense(24, "relu", dropout=0.2), fm.Dense(4)], seed=0), "float32"
-    yield fm.MLP(12, [fm.Dense(24, "relu", batchnorm=True), fm.Dense(4)], seed=1), "float32"
-    yield fm.MLP(12, [fm.Dense(24, "tanh"), fm.Dense(4)], seed=2, dtype="mixed_bfloat16"), ""
+    yield fm.MLP(12, [fm.Dense(24, "relu", dropout=0.2), fm.Dense(4)], seed=0)
+    yield fm.MLP(12, [fm.Dense(24, "relu", batchnorm=True), fm.Dense(4)], seed=1)
+    yield fm.MLP(12, [fm.Dense(24, "tanh"), fm.Dense(4)], seed=2, dtype="mixed_bfloat16")
 
 def work(threads):
     with fm.num_threads(threads):
-        for model, _ in models():
+        for model in models():
             trainer = fm.Trainer(model, fm.Adam(1e-2), batch_size=16, epochs=2, seed=0,
                                  progress=False, clip_norm=1.0)
             trainer.fit(X, y)
