@@ -24,8 +24,9 @@ INTEGER_RESULTS = {"blocks.py:split_block": {"rows", "cols"}, "team.py:relax": {
 
 
 def uncounted_kernels():
-    """(file name, function node) of every function decorated ``@njit(**JIT_INTERNAL)`` or the reduction
-    variant, across the CPU kernels."""
+    """{"file:function": function node} of every function decorated ``@njit(**JIT_INTERNAL)`` or
+    the reduction variant, across the CPU kernels."""
+    found = {}
     for path in sorted([*KERNELS.glob("*.py"), *(KERNELS / "cpu").glob("*.py")]):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
@@ -35,20 +36,22 @@ def uncounted_kernels():
                 if isinstance(decorator, ast.Call) and any(
                         keyword.arg is None and isinstance(keyword.value, ast.Name)
                         and keyword.value.id in UNCOUNTED for keyword in decorator.keywords):
-                    yield path.name, node
+                    found.setdefault(f"{path.name}:{node.name}", node)
+    return found
+
+
+UNCOUNTED_KERNELS = uncounted_kernels()
 
 
 def test_there_are_uncounted_kernels():
-    assert len(list(uncounted_kernels())) > 30
+    assert len(UNCOUNTED_KERNELS) > 30
 
 
-@pytest.mark.parametrize("name", sorted(f"{file}:{node.name}"
-                                        for file, node in uncounted_kernels()))
+@pytest.mark.parametrize("name", sorted(UNCOUNTED_KERNELS))
 def test_uncounted_kernel_returns_no_argument(name):
     """Numba refuses an uncounted kernel that returns an array it made; returning an array it was
     given compiles, and would be released once too often by a caller that counts."""
-    file, function = name.split(":")
-    node = next(n for f, n in uncounted_kernels() if f == file and n.name == function)
+    node = UNCOUNTED_KERNELS[name]
     parameters = {a.arg for a in node.args.args}
     for returned in ast.walk(node):
         if not isinstance(returned, ast.Return) or returned.value is None:
