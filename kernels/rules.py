@@ -10,7 +10,7 @@ on floats (numba's CUDA target does not type them), no allocation.
 - random stream: ``mix64``, ``stream_key``, ``uniform`` (SplitMix64, bit-identical everywhere);
 - optimizer updates of element i: ``sgd_element``, ``adagrad_element``, ``rmsprop_element``,
   ``adam_element``, ``rprop_element``, the dispatch ``update_element`` and ``update_bound``
-  (whether an update surely stays finite);
+  (whether an update surely stays finite); ``flush_subnormal`` for their running averages;
 - loss terms of row i: ``row_max``, ``row_logsumexp``, ``row_exp_sum``, ``loss_row``; accuracy
   of row i: ``row_correct``;
 - penalty of one weight: ``penalty_term``;
@@ -155,13 +155,34 @@ def uniform(key, counter):
 
 # ---------------------------------------------------------------- optimizers (torch.optim rules)
 
+SMALLEST_NORMAL = 2.0 ** -126  # float32's smallest normal number, numpy.finfo(numpy.float32).tiny
+
+
+@numba.njit(**RULE)
+def flush_subnormal(x):
+    """x, or +0 of x's type when 0 < |x| < 2⁻¹²⁶ (float32's smallest normal number, for either
+    dtype); NaN and ±inf pass unchanged.
+
+    Applied to the running averages of the gradient (momentum buffers, Adam's first moment,
+    centred RMSprop's average), where torch.optim keeps subnormal numbers. A gradient that stays
+    exactly 0 (a dead ReLU unit) makes such an average decay geometrically into the subnormal
+    range, where it never reaches 0: 0.9 · k·2⁻¹⁴⁹ rounds back to k·2⁻¹⁴⁹ for k ≤ 4. Every
+    arithmetic on a subnormal float can cost an x86 CPU a microcode assist: with 4% of Adam's
+    first moment subnormal, a float32 update of 15,210 elements took 5× as long. Stored as 0
+    instead, the average moves its parameter by less than lr · 2⁻¹²⁶ (Adam: over its
+    denominator sqrt(v̂) + eps) less than torch.optim would.
+    """
+    return x - x if abs(x) < SMALLEST_NORMAL else x
+
+
 @numba.njit(**RULE)
 def sgd_element(param, grad, momentum_buffer, i, lr, momentum, one_minus_dampening, weight_decay,
                 nesterov, init_buffer):
     """SGD (torch.optim.SGD) on element i::
 
         g = grad + weight_decay · param                  (weight_decay != 0)
-        b = g (first step) or momentum · b + (1 - dampening) · g     (momentum != 0)
+        b = g (first step) or momentum · b + (1 - dampening) · g     (momentum != 0),
+            then flush_subnormal(b)
         g = g + momentum · b (nesterov) or b
         param = param - lr · g                            no eps
     """
@@ -173,6 +194,7 @@ def sgd_element(param, grad, momentum_buffer, i, lr, momentum, one_minus_dampeni
             b = g
         else:
             b = momentum * momentum_buffer[i] + one_minus_dampening * g
+        b = flush_subnormal(b)
         momentum_buffer[i] = b
         if nesterov:
             g = g + momentum * b
@@ -205,8 +227,9 @@ def rmsprop_element(param, grad, square_avg, grad_avg, momentum_buffer, i, lr, a
 
         g = grad + weight_decay · param
         v = alpha · v + (1 - alpha) · g²
-        avg = sqrt(v - a²) + eps with a = alpha · a + (1 - alpha) · g (centered), else sqrt(v) + eps
-        b = momentum · b + g / avg;  param = param - lr · b      (momentum > 0)
+        avg = sqrt(v - a²) + eps with a = flush_subnormal(alpha · a + (1 - alpha) · g) (centered),
+            else sqrt(v) + eps
+        b = flush_subnormal(momentum · b + g / avg);  param = param - lr · b      (momentum > 0)
         param = param - lr · g / avg                              (otherwise)
 
     eps after the square root; like torch, v - a² is not clamped at zero.
@@ -217,13 +240,13 @@ def rmsprop_element(param, grad, square_avg, grad_avg, momentum_buffer, i, lr, a
     v = alpha * square_avg[i] + one_minus_alpha * g * g
     square_avg[i] = v
     if centered:
-        a = alpha * grad_avg[i] + one_minus_alpha * g
+        a = flush_subnormal(alpha * grad_avg[i] + one_minus_alpha * g)
         grad_avg[i] = a
         avg = math.sqrt(v - a * a) + eps
     else:
         avg = math.sqrt(v) + eps
     if momentum > 0.0:
-        b = momentum * momentum_buffer[i] + g / avg
+        b = flush_subnormal(momentum * momentum_buffer[i] + g / avg)
         momentum_buffer[i] = b
         param[i] = param[i] - lr * b
     else:
@@ -236,7 +259,7 @@ def adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, c, amsgrad
 
         param = param_decay · param                      (AdamW: param_decay = 1 - lr · wd)
         g = grad + weight_decay · param                  (Adam's L2 term; 0 for AdamW)
-        m = beta1 · m + (1 - beta1) · g;  v = beta2 · v + (1 - beta2) · g²
+        m = flush_subnormal(beta1 · m + (1 - beta1) · g);  v = beta2 · v + (1 - beta2) · g²
         v = max(v_max, v), kept in v_max                 (amsgrad)
         param = param - step_size · m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
@@ -253,7 +276,7 @@ def adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i, c, amsgrad
     g = grad[i]
     if weight_decay != 0.0:
         g = g + weight_decay * p
-    m = beta1 * exp_avg[i] + one_minus_beta1 * g
+    m = flush_subnormal(beta1 * exp_avg[i] + one_minus_beta1 * g)
     exp_avg[i] = m
     v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g
     exp_avg_sq[i] = v

@@ -562,3 +562,47 @@ def test_a_scalar_that_does_not_fit_names_its_step():
     with pytest.raises(ValueError, match=r"at step 1 its update scalars .* do not fit in float32"):
         opt.coefficient_table(["w"], 5, np.float32)
     assert opt.coefficient_table(["w"], 5, np.float64).shape == (5, 9)
+
+
+# ---------------------------------------------------------------- running averages never go subnormal
+
+SMALLEST_NORMAL = 2.0 ** -126
+# (optimizer, hyper-parameters, hand-set state, the running average of the gradient, its decay
+# factor with a zero gradient; the average is set just above float32's smallest normal number)
+DECAYING_AVERAGES = [
+    pytest.param(SGD, dict(lr=0.1, momentum=0.9), {"step": 1}, "momentum_buffer", 0.9, id="sgd"),
+    pytest.param(RMSProp, dict(lr=0.01, alpha=0.9, centered=True),
+                 {"step": 4, "square_avg": 0.04}, "grad_avg", 0.9, id="rmsprop-centered"),
+    pytest.param(RMSProp, dict(lr=0.01, alpha=0.9, momentum=0.5),
+                 {"step": 4, "square_avg": 0.04}, "momentum_buffer", 0.5, id="rmsprop-momentum"),
+    pytest.param(Adam, dict(lr=0.01), {"step": 3, "exp_avg_sq": 1e-4}, "exp_avg", 0.9, id="adam"),
+    pytest.param(AdamW, dict(lr=0.01, weight_decay=0.0, amsgrad=True),
+                 {"step": 3, "exp_avg_sq": 1e-4, "max_exp_avg_sq": 1e-4}, "exp_avg", 0.9,
+                 id="adamw-amsgrad"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls, hyper, state, average, factor", DECAYING_AVERAGES)
+def test_a_running_average_that_falls_below_the_smallest_normal_is_stored_as_zero(
+        cls, hyper, state, average, factor, dtype):
+    """With a zero gradient the average decays by its factor each step; in IEEE arithmetic it
+    would go subnormal and stick there (rules.flush_subnormal). It becomes exactly +0 instead,
+    every other value as without the flush: the parameter (whose update it changes by far less
+    than an ulp), and the same average further above the threshold."""
+    just_above = np.array([1.05, -1.05, 2.5, 1e6], dtype) * dtype(SMALLEST_NORMAL)
+    assert np.all(np.abs(dtype(factor) * just_above[:2]) < SMALLEST_NORMAL)  # the premise
+    sd = cls(**hyper).state_dict()
+    for name, value in {**state, average: just_above}.items():
+        sd[f"state/w/{name}"] = value if name == "step" else np.broadcast_to(
+            np.asarray(value, dtype), just_above.shape).copy()
+    opt = cls(**hyper)
+    opt.load_state_dict(sd)
+    params = {"w": np.array([1.0, -2.0, 0.5, 3.0], dtype)}
+    opt.step(params, {"w": np.zeros(4, dtype)})
+    new = opt.state["w"][average]
+    assert new.dtype == dtype
+    np.testing.assert_array_equal(new[:2], [0.0, 0.0])
+    assert not np.signbit(new[1])
+    np.testing.assert_array_equal(new[2:], dtype(factor) * just_above[2:])
+    np.testing.assert_array_equal(params["w"], np.array([1.0, -2.0, 0.5, 3.0], dtype))

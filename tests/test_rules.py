@@ -35,3 +35,16 @@ def test_simulated_device_rule_runs_the_compiled_rule_in_place(monkeypatch):
     m, v, vmax = np.zeros(2), np.zeros(2), np.zeros(0)
     rule(p, g, m, v, vmax, 1, (0.9, 0.1, 0.999, 0.001, 0.01, 0.0316, 1e-8, 0.0, 1.0), False)
     assert p[0] == 1.0 and p[1] != 2.0 and m[1] == -0.05
+
+
+def test_flush_subnormal_keeps_the_type_and_passes_normal_and_non_finite_values():
+    tiny32 = float(np.finfo(np.float32).tiny)
+    for dtype in (np.float32, np.float64):
+        for x, expected in ((tiny32 / 3, 0.0), (-tiny32 / 3, 0.0), (tiny32, tiny32),
+                            (-2.5, -2.5), (0.0, 0.0), (np.inf, np.inf), (-np.inf, -np.inf)):
+            result = rules.flush_subnormal(dtype(x))
+            assert type(result) in (dtype, float) and result == dtype(expected)
+            assert not (expected == 0.0 and np.signbit(result))
+        assert np.isnan(rules.flush_subnormal(dtype(np.nan)))
+    assert rules.flush_subnormal(np.float64(1e-300)) == 0.0  # float32's threshold for both
+    assert device_rule(rules.flush_subnormal)(np.float32(1e-40)) == 0.0
