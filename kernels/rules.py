@@ -169,8 +169,8 @@ def flush_subnormal(x):
     range, where it never reaches 0: 0.9 · k·2⁻¹⁴⁹ rounds back to k·2⁻¹⁴⁹ for k ≤ 4. Every
     arithmetic on a subnormal float can cost an x86 CPU a microcode assist: with 4% of Adam's
     first moment subnormal, a float32 update of 15,210 elements took 5× as long. Stored as 0
-    instead, the average moves its parameter by less than lr · 2⁻¹²⁶ (Adam: over its
-    denominator sqrt(v̂) + eps) less than torch.optim would.
+    instead, the average changes its parameter's update by less than lr · 2⁻¹²⁶ (Adam: less than
+    step_size · 2⁻¹²⁶ / (sqrt(v̂) + eps); centred RMSprop's a² < 2⁻²⁵² inside sqrt(v - a²)).
     """
     return x - x if abs(x) < SMALLEST_NORMAL else x
 
