@@ -564,7 +564,7 @@ def test_a_scalar_that_does_not_fit_names_its_step():
     assert opt.coefficient_table(["w"], 5, np.float64).shape == (5, 9)
 
 
-# ---------------------------------------------------------------- running averages never go subnormal
+# ---------------------------------------------------------------- no subnormal running averages
 
 SMALLEST_NORMAL = 2.0 ** -126
 # (optimizer, hyper-parameters, hand-set state, the running average of the gradient, its decay
@@ -592,17 +592,14 @@ def test_a_running_average_that_falls_below_the_smallest_normal_is_stored_as_zer
     than an ulp), and the same average further above the threshold."""
     just_above = np.array([1.05, -1.05, 2.5, 1e6], dtype) * dtype(SMALLEST_NORMAL)
     assert np.all(np.abs(dtype(factor) * just_above[:2]) < SMALLEST_NORMAL)  # the premise
-    sd = cls(**hyper).state_dict()
-    for name, value in {**state, average: just_above}.items():
-        sd[f"state/w/{name}"] = value if name == "step" else np.broadcast_to(
-            np.asarray(value, dtype), just_above.shape).copy()
+    case = Case(average, cls, hyper, {**state, average: just_above}, expected=None)
     opt = cls(**hyper)
-    opt.load_state_dict(sd)
-    params = {"w": np.array([1.0, -2.0, 0.5, 3.0], dtype)}
-    opt.step(params, {"w": np.zeros(4, dtype)})
+    opt.load_state_dict(_hand_set_state_dict(case, dtype))
+    params = {"w": P0.astype(dtype)}
+    opt.step(params, {"w": np.zeros_like(params["w"])})
     new = opt.state["w"][average]
     assert new.dtype == dtype
     np.testing.assert_array_equal(new[:2], [0.0, 0.0])
     assert not np.signbit(new[1])
     np.testing.assert_array_equal(new[2:], dtype(factor) * just_above[2:])
-    np.testing.assert_array_equal(params["w"], np.array([1.0, -2.0, 0.5, 3.0], dtype))
+    np.testing.assert_array_equal(params["w"], P0.astype(dtype))
